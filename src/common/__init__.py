@@ -1,0 +1,1 @@
+"""What the oracle's services truly share: wire bindings, domain errors, exchanges, time, logging."""

@@ -1,0 +1,1 @@
+"""Local exchange simulator: Binance, Coinbase and Kraken candle APIs in their real formats."""
