@@ -1,1 +1,1 @@
-"""What the oracle's services truly share: wire bindings, domain errors, exchanges, time, logging."""
+"""What the services truly share: wire bindings, domain errors, exchanges, time, logging."""

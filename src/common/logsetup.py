@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -82,7 +82,7 @@ def _bind_service(service: str) -> Processor:
     return add_service
 
 
-def get_logger(**initial: Any) -> structlog.typing.FilteringBoundLogger:
+def get_logger(**initial: object) -> structlog.typing.FilteringBoundLogger:
     """A bound logger; configure_logging must have run (tests get structlog's defaults)."""
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(**initial)
     return logger

@@ -1,0 +1,137 @@
+"""Pure aggregation: one price per exchange, then the mean over exchanges, as a function of `now`.
+
+No clock reads, no state: the book hands in each exchange's newest reports and the time, and gets
+back the aggregate with the reasons for every exchange left out. This is where the original's
+defect is fixed: it averaged per node, so three nodes on one exchange weighed three times; here an
+exchange's nodes are first combined (median) into one price, and each exchange counts once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from common.timeutil import MINUTE
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One node's report of one exchange's close for one minute, as stored."""
+
+    node_id: str
+    price: Decimal
+    quote: str
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangePrice:
+    """An exchange's price for one minute: the median of its nodes' reports."""
+
+    exchange: str
+    minute: int
+    price: Decimal
+    quote: str
+    node_ids: tuple[str, ...]
+    received_at: float
+
+    def closed_age(self, now: float) -> float:
+        """Seconds since this candle closed (negative for a minute that has not closed yet)."""
+        return now - (self.minute + MINUTE)
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """The result of one aggregation, with why each left-out exchange was left out."""
+
+    price: Decimal | None
+    minute: int | None
+    inputs: tuple[ExchangePrice, ...]
+    excluded: tuple[tuple[str, str], ...]
+    reason: str
+    # The aggregate stays exactly right until this time unless a new report arrives; after it,
+    # an input has gone stale and the aggregate must be recomputed.
+    valid_until: float
+
+    @property
+    def available(self) -> bool:
+        return self.price is not None
+
+
+def median(values: Iterable[Decimal]) -> Decimal:
+    """The median; the mean of the two middle values for an even count."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("median of no values")
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def combine_reports(exchange: str, minute: int, reports: Iterable[Report]) -> ExchangePrice:
+    """One exchange's price for `minute` from all of its nodes' reports for that minute.
+
+    The median rather than the mean: one faulty node among three of an exchange cannot move
+    the exchange's price.
+    """
+    ordered = sorted(reports, key=lambda report: report.node_id)
+    if not ordered:
+        raise ValueError(f"no reports for {exchange} at minute {minute}")
+    return ExchangePrice(
+        exchange=exchange,
+        minute=minute,
+        price=median(report.price for report in ordered),
+        quote=ordered[0].quote,
+        node_ids=tuple(report.node_id for report in ordered),
+        received_at=max(report.received_at for report in ordered),
+    )
+
+
+def aggregate(
+    latest: Mapping[str, ExchangePrice],
+    now: float,
+    *,
+    staleness: float,
+    quorum: int = 1,
+) -> Aggregate:
+    """The mean of each exchange's newest fresh price.
+
+    An exchange counts when its newest minute closed at most `staleness` seconds ago and is at
+    most one minute older than the newest minute of any fresh exchange (so a venue that publishes
+    late, like Coinbase, still counts, but a venue stuck on an old minute does not drag the price).
+    """
+    excluded: list[tuple[str, str]] = []
+    fresh: list[ExchangePrice] = []
+    for exchange, price in sorted(latest.items()):
+        age = price.closed_age(now)
+        if age > staleness:
+            excluded.append((exchange, f"stale: candle closed {age:.0f} s ago (> {staleness:g} s)"))
+        else:
+            fresh.append(price)
+    if not fresh:
+        reason = (
+            "no fresh prices: every exchange's newest candle is older than the staleness window"
+            if latest
+            else "no prices submitted yet"
+        )
+        return Aggregate(None, None, (), tuple(excluded), reason, math.inf)
+
+    newest_minute = max(price.minute for price in fresh)
+    inputs: list[ExchangePrice] = []
+    for price in fresh:
+        if price.minute < newest_minute - MINUTE:
+            lag_minutes = (newest_minute - price.minute) // MINUTE
+            excluded.append((price.exchange, f"behind: {lag_minutes} minutes older than newest"))
+        else:
+            inputs.append(price)
+
+    valid_until = min(price.minute + MINUTE + staleness for price in inputs)
+    if len(inputs) < quorum:
+        reason = f"below quorum: {len(inputs)} fresh exchange(s), {quorum} required"
+        return Aggregate(None, None, tuple(inputs), tuple(excluded), reason, valid_until)
+
+    mean = sum((price.price for price in inputs), Decimal(0)) / len(inputs)
+    return Aggregate(mean, newest_minute, tuple(inputs), tuple(excluded), "", valid_until)

@@ -1,0 +1,237 @@
+"""The aggregator's state: recent reports per exchange, the node table and the cached aggregate.
+
+Every change goes through `submit`, which checks everything first and then mutates, so a refused
+submission leaves the book exactly as it was. All memory is bounded: a window of reports per
+exchange, a record of (exchange, minute, node) reports for the lateness horizon (idempotency), and
+a capped node table. Time is passed in; the book never reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+
+from aggregator.aggregation import Aggregate, ExchangePrice, Report, aggregate, combine_reports
+from aggregator.config import AggregatorConfig
+from aggregator.validation import Observation
+from common.errors import CapacityError, ConflictingObservationError
+from common.timeutil import MINUTE
+
+
+class Outcome(Enum):
+    """What a submission did to the book."""
+
+    # Stored, and the exchange's newest minute (hence perhaps the aggregate) changed.
+    COUNTED = "counted"
+    # Stored for the record (a late or superseded minute); the aggregate did not change.
+    STORED = "stored"
+    # Exactly this report was already stored: nothing changed (idempotent resubmission).
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    outcome: Outcome
+    # Other nodes that already reported the same exchange and minute (the duplicate-exchange case).
+    co_reporters: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    exchange: str
+    last_seen: float
+    submissions: int
+
+
+class Book:
+    """Recent observations and derived state; single-threaded (one asyncio loop)."""
+
+    def __init__(self, config: AggregatorConfig) -> None:
+        self._config = config
+        # exchange -> minute -> node_id -> report; only minutes still in the window.
+        self._reports: dict[str, dict[int, dict[str, Report]]] = {}
+        # exchange -> (minute, node_id) in arrival order, bounded by config.window.
+        self._window: dict[str, deque[tuple[int, str]]] = {}
+        # (exchange, minute, node_id) -> price, for every minute still inside the lateness
+        # horizon, even after the window dropped the report: resubmissions stay idempotent.
+        self._seen: dict[tuple[str, int, str], Decimal] = {}
+        self._seen_minutes: dict[int, list[tuple[str, int, str]]] = {}
+        self._latest: dict[str, ExchangePrice] = {}
+        # node_id -> record, least recently seen first; node_id -> last_seen of active nodes.
+        self._nodes: OrderedDict[str, NodeRecord] = OrderedDict()
+        self._active: OrderedDict[str, float] = OrderedDict()
+        self._aggregate: Aggregate | None = None
+        self._last_update = 0.0
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def aggregate(self, now: float) -> Aggregate:
+        """The current aggregate; recomputed only when an input went stale since last time."""
+        current = self._aggregate
+        if current is None or now > current.valid_until:
+            current = aggregate(
+                self._latest, now, staleness=self._config.staleness, quorum=self._config.quorum
+            )
+            self._aggregate = current
+        return current
+
+    def exchange_price(self, exchange: str, now: float) -> ExchangePrice | None:
+        """The exchange's newest price if still fresh."""
+        price = self._latest.get(exchange)
+        if price is None or price.closed_age(now) > self._config.staleness:
+            return None
+        return price
+
+    def latest_prices(self) -> dict[str, ExchangePrice]:
+        return dict(self._latest)
+
+    def active_nodes(self, now: float) -> list[str]:
+        """Ids of nodes that submitted within the node timeout, least recent first."""
+        self._expire_active(now)
+        return list(self._active)
+
+    def active_node_count(self, now: float) -> int:
+        self._expire_active(now)
+        return len(self._active)
+
+    def node(self, node_id: str) -> NodeRecord | None:
+        return self._nodes.get(node_id)
+
+    @property
+    def last_update(self) -> float:
+        """Receive time of the newest stored report (0 before the first)."""
+        return self._last_update
+
+    def report_count(self, exchange: str) -> int:
+        return len(self._window.get(exchange, ()))
+
+    def snapshot(self) -> tuple[object, ...]:
+        """A comparable image of the whole state: tests assert refusals change none of it."""
+        return (
+            {
+                ex: {m: dict(nodes) for m, nodes in by_minute.items()}
+                for ex, by_minute in self._reports.items()
+            },
+            {ex: list(window) for ex, window in self._window.items()},
+            dict(self._seen),
+            dict(self._latest),
+            [
+                (node_id, record.exchange, record.last_seen, record.submissions)
+                for node_id, record in self._nodes.items()
+            ],
+            dict(self._active),
+            self._last_update,
+        )
+
+    # -- the one write path ----------------------------------------------------------------
+
+    def submit(self, observation: Observation, now: float) -> SubmitResult:
+        """Store a validated observation; raises before changing anything when it is refused."""
+        key = (observation.exchange, observation.minute, observation.node_id)
+        previous = self._seen.get(key)
+        if previous is not None:
+            if previous == observation.price:
+                return SubmitResult(Outcome.DUPLICATE, ())
+            raise ConflictingObservationError(
+                f"node {observation.node_id} already reported {observation.exchange} at minute "
+                f"{observation.minute} with price {previous}; a different price "
+                f"({observation.price}) for the same candle is refused, the first report stands"
+            )
+        if observation.node_id not in self._nodes:
+            self._make_room_for_node(now)
+
+        # Checks are done: from here on the submission is accepted and the book changes.
+        self._prune_seen(now)
+        self._seen[key] = observation.price
+        self._seen_minutes.setdefault(observation.minute, []).append(key)
+        self._touch_node(observation, now)
+        self._last_update = max(self._last_update, now)
+
+        report = Report(observation.node_id, observation.price, observation.quote, now)
+        by_minute = self._reports.setdefault(observation.exchange, {})
+        minute_reports = by_minute.setdefault(observation.minute, {})
+        co_reporters = tuple(sorted(minute_reports))
+        minute_reports[observation.node_id] = report
+        self._append_to_window(observation.exchange, observation.minute, observation.node_id)
+
+        current = self._latest.get(observation.exchange)
+        if current is not None and observation.minute < current.minute:
+            return SubmitResult(Outcome.STORED, co_reporters)
+        self._latest[observation.exchange] = combine_reports(
+            observation.exchange, observation.minute, minute_reports.values()
+        )
+        self._aggregate = None
+        return SubmitResult(Outcome.COUNTED, co_reporters)
+
+    # -- bounded memory --------------------------------------------------------------------
+
+    def _append_to_window(self, exchange: str, minute: int, node_id: str) -> None:
+        window = self._window.setdefault(exchange, deque())
+        window.append((minute, node_id))
+        while len(window) > self._config.window:
+            old_minute, old_node = window.popleft()
+            by_minute = self._reports[exchange]
+            old_reports = by_minute[old_minute]
+            del old_reports[old_node]
+            if old_reports:
+                if self._latest[exchange].minute == old_minute:
+                    self._latest[exchange] = combine_reports(
+                        exchange, old_minute, old_reports.values()
+                    )
+                    self._aggregate = None
+                continue
+            del by_minute[old_minute]
+            if self._latest[exchange].minute == old_minute:
+                # Only reachable when many late reports for older minutes pushed out the newest
+                # minute's last report: fall back to the newest minute still held.
+                newest = max(by_minute)
+                self._latest[exchange] = combine_reports(
+                    exchange, newest, by_minute[newest].values()
+                )
+                self._aggregate = None
+
+    def _prune_seen(self, now: float) -> None:
+        # Submissions for minutes before this are refused as too late, so they need no record.
+        horizon = now - self._config.lateness - MINUTE
+        if not self._seen_minutes or min(self._seen_minutes) >= horizon:
+            return
+        for minute in [m for m in self._seen_minutes if m < horizon]:
+            for key in self._seen_minutes.pop(minute):
+                del self._seen[key]
+
+    def _expire_active(self, now: float) -> None:
+        cutoff = now - self._config.node_timeout
+        while self._active:
+            node_id, last_seen = next(iter(self._active.items()))
+            if last_seen >= cutoff:
+                break
+            del self._active[node_id]
+
+    def _make_room_for_node(self, now: float) -> None:
+        # Count first and forget later, so a refused submission leaves the table as it was.
+        cutoff = now - self._config.node_retention
+        expired = []
+        for node_id, record in self._nodes.items():
+            if record.last_seen >= cutoff:
+                break
+            expired.append(node_id)
+        if len(self._nodes) - len(expired) >= self._config.max_nodes:
+            raise CapacityError(
+                f"node table full ({self._config.max_nodes} nodes seen within "
+                f"{self._config.node_retention:g} s); a new node_id is refused until one expires"
+            )
+        for node_id in expired:
+            del self._nodes[node_id]
+
+    def _touch_node(self, observation: Observation, now: float) -> None:
+        record = self._nodes.pop(observation.node_id, None)
+        if record is None:
+            record = NodeRecord(observation.exchange, now, 0)
+        record.exchange = observation.exchange
+        record.last_seen = now
+        record.submissions += 1
+        self._nodes[observation.node_id] = record
+        self._active.pop(observation.node_id, None)
+        self._active[observation.node_id] = now

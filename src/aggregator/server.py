@@ -1,0 +1,106 @@
+"""Building the gRPC server (bind, no serving) apart from running it until a signal arrives.
+
+Tests build the real server on port 0 in-process; the CLI calls `serve`, which drains on the first
+SIGTERM/SIGINT (health reports draining, new calls are refused, in-flight calls get the grace
+period) and stops at once on a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+
+import grpc
+
+from aggregator.book import Book
+from aggregator.config import AggregatorConfig
+from aggregator.service import OracleServicer
+from common.errors import ConfigError
+from common.logsetup import get_logger
+from common.proto import oracle_pb2_grpc
+from common.timeutil import Clock, system_clock
+
+_log = get_logger(service="aggregator")
+
+
+@dataclass(frozen=True, slots=True)
+class BoundServer:
+    server: grpc.aio.Server
+    port: int
+    servicer: OracleServicer
+
+
+def build_server(config: AggregatorConfig, *, clock: Clock = system_clock) -> BoundServer:
+    """Create the server, register the service and bind; the caller starts it."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            # gRPC sets SO_REUSEPORT by default: a second aggregator would then share the port
+            # silently and split the nodes' submissions. Off, a taken port is a clear error.
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    servicer = OracleServicer(config, Book(config), clock)
+    oracle_pb2_grpc.add_OracleServiceServicer_to_server(servicer, server)
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    address = f"{host}:{config.port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise ConfigError(
+            f"cannot listen on {address}: the port is taken or the address is not local "
+            f"(is another aggregator running? try --port)"
+        ) from error
+    return BoundServer(server, port, servicer)
+
+
+def create_server(
+    config: AggregatorConfig, *, clock: Clock = system_clock
+) -> tuple[grpc.aio.Server, int]:
+    """The bound, unstarted server and its port (useful with port 0)."""
+    bound = build_server(config, clock=clock)
+    return bound.server, bound.port
+
+
+async def serve(config: AggregatorConfig, *, clock: Clock = system_clock) -> None:
+    """Run until SIGTERM/SIGINT, then drain within the grace period."""
+    bound = build_server(config, clock=clock)
+    await bound.server.start()
+    _log.info(
+        "aggregator_started",
+        address=f"{config.host}:{bound.port}",
+        simulate=config.simulate,
+        node_timeout=config.node_timeout,
+        staleness=config.staleness,
+        config=config.source,
+    )
+    if config.simulate:
+        _log.warning(
+            "SIMULATED_MODE", detail="simulate mode: only simulated prices, never real ones"
+        )
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    signals_seen = 0
+
+    def on_signal(signum: signal.Signals) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            _log.info("shutdown_requested", signal=signum.name, grace_seconds=config.grace_seconds)
+            bound.servicer.draining = True
+            stopping.set()
+        else:
+            _log.warning("shutdown_forced", signal=signum.name)
+            loop.create_task(bound.server.stop(None))  # noqa: RUF006 (server owns the task)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await stopping.wait()
+    finally:
+        await bound.server.stop(config.grace_seconds)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        _log.info("aggregator_stopped")

@@ -1,0 +1,119 @@
+"""Turning a wire PriceRequest into a trusted Observation, or refusing it with the field named.
+
+Everything a hostile or broken client can send is checked here, before the book is touched:
+non-finite or non-positive prices, timestamps that are not a closed candle's minute or are out of
+the accepted time range, unknown exchanges or quotes, empty, over-long or unprintable ids.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from aggregator.config import AggregatorConfig
+from common.errors import InvalidObservationError, PreconditionError
+from common.exchanges import DEFAULT_QUOTE, EXCHANGES, MAX_ID_LENGTH, QUOTES
+from common.proto import oracle_pb2
+from common.timeutil import MINUTE
+
+# Ids end up in logs and responses: printable ASCII without spaces keeps log lines unforgeable.
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
+_SYMBOL = re.compile(r"[A-Za-z0-9/_.-]*")
+MAX_SYMBOL_LENGTH = 32
+MAX_SIGNATURE_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A validated report: one node's close price of one exchange's closed 1-minute candle."""
+
+    exchange: str
+    node_id: str
+    minute: int
+    price: Decimal
+    quote: str
+    simulated: bool
+
+
+def validate_submission(
+    request: oracle_pb2.PriceRequest, config: AggregatorConfig, now: float
+) -> Observation:
+    """The request as an Observation; raises InvalidObservationError or PreconditionError."""
+    price = request.price
+    if not math.isfinite(price) or price <= 0:
+        raise InvalidObservationError("price", f"must be a finite number > 0, got {price!r}")
+
+    node_id = request.node_id
+    if not node_id:
+        raise InvalidObservationError("node_id", "must not be empty")
+    if len(node_id) > MAX_ID_LENGTH:
+        raise InvalidObservationError("node_id", f"longer than {MAX_ID_LENGTH} characters")
+    if not _NODE_ID.fullmatch(node_id):
+        raise InvalidObservationError(
+            "node_id", "use letters, digits and . _ : @ - only, starting with a letter or digit"
+        )
+
+    source = request.source
+    if not source:
+        raise InvalidObservationError("source", "must not be empty")
+    if len(source) > MAX_ID_LENGTH:
+        raise InvalidObservationError("source", f"longer than {MAX_ID_LENGTH} characters")
+    if source not in EXCHANGES:
+        raise InvalidObservationError(
+            "source", f"unknown exchange {source!r}; expected one of {', '.join(EXCHANGES)}"
+        )
+
+    quote = request.quote or DEFAULT_QUOTE[source]
+    if quote not in QUOTES:
+        raise InvalidObservationError(
+            "quote", f"unknown quote {request.quote!r}; expected {' or '.join(sorted(QUOTES))}"
+        )
+    if len(request.symbol) > MAX_SYMBOL_LENGTH or not _SYMBOL.fullmatch(request.symbol):
+        raise InvalidObservationError(
+            "symbol", f"at most {MAX_SYMBOL_LENGTH} of letters, digits and / _ . -"
+        )
+    if len(request.signature) > MAX_SIGNATURE_LENGTH:
+        raise InvalidObservationError("signature", f"longer than {MAX_SIGNATURE_LENGTH} characters")
+
+    minute = _validate_minute(request.timestamp, config, now)
+
+    if request.simulated and not config.simulate:
+        raise PreconditionError(
+            "simulated: this aggregator serves real prices and refuses simulated ones; "
+            "start it with --simulate for offline runs"
+        )
+    if config.simulate and not request.simulated:
+        raise PreconditionError(
+            "simulated: this aggregator runs in simulate mode and refuses real prices; "
+            "restart it without --simulate to serve real data"
+        )
+    return Observation(source, node_id, minute, Decimal(repr(price)), quote, request.simulated)
+
+
+def _validate_minute(timestamp: int, config: AggregatorConfig, now: float) -> int:
+    if timestamp == 0:
+        raise InvalidObservationError(
+            "timestamp", "required: the candle's open time in unix seconds"
+        )
+    if timestamp % MINUTE:
+        raise InvalidObservationError(
+            "timestamp",
+            f"{timestamp} is not a multiple of 60: send the candle's open minute, not the "
+            "fetch time",
+        )
+    if timestamp > now + config.max_future:
+        raise InvalidObservationError(
+            "timestamp",
+            f"{timestamp} is {timestamp - now:.0f} s in the future "
+            f"(more than {config.max_future:g} s); check the node's clock",
+        )
+    late = now - (timestamp + MINUTE)
+    if late > config.lateness:
+        raise InvalidObservationError(
+            "timestamp",
+            f"{timestamp}: candle closed {late:.0f} s ago, beyond the lateness limit of "
+            f"{config.lateness:g} s",
+        )
+    return timestamp

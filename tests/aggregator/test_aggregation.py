@@ -1,0 +1,96 @@
+"""The pure aggregation: one price per exchange, mean over exchanges, staleness, quorum."""
+
+from decimal import Decimal
+
+import pytest
+
+from aggregator.aggregation import ExchangePrice, Report, aggregate, combine_reports, median
+
+MINUTE_0 = 1_795_000_020 // 60 * 60
+
+
+def price(exchange: str, value: str, minute: int = MINUTE_0, nodes=("n",)) -> ExchangePrice:
+    return ExchangePrice(exchange, minute, Decimal(value), "USD", tuple(nodes), minute + 61.0)
+
+
+def test_mean_of_one_price_per_exchange():
+    latest = {
+        "binance": price("binance", "100000.10"),
+        "coinbase": price("coinbase", "100010.20"),
+        "kraken": price("kraken", "99990.30"),
+    }
+    result = aggregate(latest, MINUTE_0 + 65, staleness=120)
+    assert result.price == Decimal("100000.20")
+    assert result.minute == MINUTE_0
+    assert [p.exchange for p in result.inputs] == ["binance", "coinbase", "kraken"]
+    assert result.excluded == ()
+
+
+def test_nodes_of_one_exchange_are_combined_by_median_and_count_once():
+    reports = [
+        Report("b1", Decimal("100"), "USDT", 1.0),
+        Report("b2", Decimal("102"), "USDT", 3.0),
+        Report("b3", Decimal("900"), "USDT", 2.0),
+    ]
+    combined = combine_reports("binance", MINUTE_0, reports)
+    assert combined.price == Decimal("102")
+    assert combined.node_ids == ("b1", "b2", "b3")
+    assert combined.received_at == 3.0
+    latest = {"binance": combined, "kraken": price("kraken", "104")}
+    assert aggregate(latest, MINUTE_0 + 70, staleness=120).price == Decimal("103")
+
+
+def test_median_of_even_count_is_mean_of_middle_pair():
+    assert median([Decimal(4), Decimal(1), Decimal(3), Decimal(2)]) == Decimal("2.5")
+    with pytest.raises(ValueError, match="no values"):
+        median([])
+
+
+def test_stale_exchange_is_dropped_with_reason():
+    latest = {
+        "binance": price("binance", "100", MINUTE_0 + 180),
+        "kraken": price("kraken", "200", MINUTE_0),  # closed 240 s before now
+    }
+    result = aggregate(latest, MINUTE_0 + 300, staleness=120)
+    assert result.price == Decimal("100")
+    assert result.excluded[0][0] == "kraken"
+    assert "stale" in result.excluded[0][1]
+
+
+def test_exchange_more_than_one_minute_behind_newest_is_not_counted():
+    latest = {
+        "binance": price("binance", "100", MINUTE_0 + 120),
+        "coinbase": price("coinbase", "110", MINUTE_0 + 60),  # one minute late: counts
+        "kraken": price("kraken", "500", MINUTE_0),  # two minutes late: left out
+    }
+    result = aggregate(latest, MINUTE_0 + 185, staleness=200)
+    assert result.price == Decimal("105")
+    assert result.minute == MINUTE_0 + 120
+    assert result.excluded == (("kraken", "behind: 2 minutes older than newest"),)
+
+
+def test_no_data_and_all_stale_say_why():
+    empty = aggregate({}, MINUTE_0, staleness=120)
+    assert empty.price is None
+    assert empty.reason == "no prices submitted yet"
+    stale = aggregate({"kraken": price("kraken", "1")}, MINUTE_0 + 600, staleness=120)
+    assert stale.price is None
+    assert "no fresh prices" in stale.reason
+
+
+def test_quorum_not_met_gives_no_price():
+    latest = {"kraken": price("kraken", "100")}
+    result = aggregate(latest, MINUTE_0 + 61, staleness=120, quorum=2)
+    assert result.price is None
+    assert result.reason == "below quorum: 1 fresh exchange(s), 2 required"
+
+
+def test_valid_until_is_when_the_first_input_goes_stale():
+    latest = {
+        "binance": price("binance", "100", MINUTE_0 + 60),
+        "kraken": price("kraken", "100", MINUTE_0),
+    }
+    result = aggregate(latest, MINUTE_0 + 125, staleness=120)
+    assert result.valid_until == MINUTE_0 + 60 + 120
+    later = aggregate(latest, result.valid_until + 1, staleness=120)
+    assert [p.exchange for p in later.inputs] == ["binance"]
