@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Sourced by run_multi_nodes.sh, stop_nodes.sh and test_exchanges.sh: where the oracle's processes
+# keep their PID files and logs, and when a PID file may be trusted.
+#
+# A PID file holds two lines: the PID and that process's start time (`ps -o lstart=`). The start
+# time is what makes "stop exactly what we started" safe: after a crash or a reboot the PID may
+# belong to an unrelated process, and a file whose start time does not match is stale, never a
+# reason to send a signal. Nothing here ever looks a process up by its name.
+#
+# Environment (all optional): ORACLE_RUN_DIR (PID files, default <repo>/run), ORACLE_LOG_DIR
+# (logs, default <repo>/logs), ORACLE_AGGREGATOR_PORT (50051), ORACLE_SIM_PORT (8099).
+
+oracle_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+# Relative directories given by the caller are relative to the caller's directory, not the repo.
+oracle_abs_dir() {
+  case "$1" in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s/%s\n' "$PWD" "$1" ;;
+  esac
+}
+
+run_dir="$(oracle_abs_dir "${ORACLE_RUN_DIR:-$oracle_root/run}")"
+log_dir="$(oracle_abs_dir "${ORACLE_LOG_DIR:-$oracle_root/logs}")"
+aggregator_port="${ORACLE_AGGREGATOR_PORT:-50051}"
+sim_port="${ORACLE_SIM_PORT:-8099}"
+
+# The aggregator binds ORACLE_AGGREGATOR_HOST (default 0.0.0.0); clients on this machine reach a
+# wildcard bind over loopback.
+case "${ORACLE_AGGREGATOR_HOST:-0.0.0.0}" in
+  0.0.0.0 | "::" | "[::]" | "") aggregator_client_host=127.0.0.1 ;;
+  *) aggregator_client_host="$ORACLE_AGGREGATOR_HOST" ;;
+esac
+
+# One node per exchange: "<index> <exchange>", named node<index>_<exchange> in run/ and logs/.
+oracle_nodes=("1 binance" "2 coinbase" "3 kraken")
+
+# The start time of a live process, empty when there is none (zombies count as gone: their
+# parent may never reap them, e.g. under a container's PID 1).
+proc_identity() {
+  local pid="$1" state
+  state="$(LC_ALL=C ps -o stat= -p "$pid" 2>/dev/null)" || return 0
+  case "$state" in Z* | "") return 0 ;; esac
+  LC_ALL=C ps -o lstart= -p "$pid" 2>/dev/null | sed 's/^ *//;s/ *$//'
+}
+
+pidfile_path() { printf '%s/%s.pid\n' "$run_dir" "$1"; }
+
+# Record a process just started; written to a temporary file first so a reader never sees half.
+pidfile_write() {
+  local name="$1" pid="$2" file
+  file="$(pidfile_path "$name")"
+  mkdir -p "$run_dir"
+  printf '%s\n%s\n' "$pid" "$(proc_identity "$pid")" >"$file.tmp"
+  mv -f "$file.tmp" "$file"
+}
+
+# pidfile_check NAME: sets PIDFILE_PID and PIDFILE_STATE to one of
+#   none     no PID file;
+#   running  the recorded process is alive and is the one that was started;
+#   stale    the file names a dead process, or a PID now used by another process, or is garbage.
+pidfile_check() {
+  local name="$1" file pid recorded current
+  file="$(pidfile_path "$name")"
+  PIDFILE_PID=""
+  PIDFILE_STATE=none
+  [ -e "$file" ] || return 0
+  PIDFILE_STATE=stale
+  pid="$(sed -n 1p "$file" 2>/dev/null)"
+  recorded="$(sed -n 2p "$file" 2>/dev/null)"
+  case "$pid" in '' | *[!0-9]*) return 0 ;; esac
+  PIDFILE_PID="$pid"
+  current="$(proc_identity "$pid")"
+  if [ -n "$current" ] && [ -n "$recorded" ] && [ "$current" = "$recorded" ]; then
+    PIDFILE_STATE=running
+  fi
+}
+
+# Print the last lines of a log so a failed start explains itself.
+log_tail() {
+  local file="$1" lines="${2:-20}"
+  if [ -s "$file" ]; then
+    echo "---- last $lines lines of $file ----" >&2
+    tail -n "$lines" "$file" >&2
+    echo "---- end of $file ----" >&2
+  else
+    echo "(log $file is empty or missing)" >&2
+  fi
+}

@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Health probe of the aggregator: HealthCheck, then GetAggregatedPrice, for people and monitors.
+
+The original `scripts/test_aggregator.py`, kept as the operator's one-look view (healthy, active
+nodes, the aggregate with its minute and age, each exchange's input) and made fit for monitoring:
+the exit status is 0 only when the aggregator answers and says it is healthy, `--json` prints one
+object for machines, and a simulated aggregate is always labelled SIMULATED. It reads only fields
+of proto/oracle.proto and treats every field the original contract lacks as optional, so it also
+runs against an original aggregator or with bindings generated from the original .proto.
+
+Exit status: 0 healthy; 1 answering but unhealthy (or GetAggregatedPrice failed); 2 usage error;
+3 unreachable. With `--alive`, 0 whenever the aggregator answers HealthCheck at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_VENV_DIR = _REPO_ROOT / ".venv"
+
+try:
+    import grpc
+
+    from common.proto import oracle_pb2, oracle_pb2_grpc
+except ModuleNotFoundError:  # pragma: no cover - exercised by a subprocess test
+    # The README's `python3 scripts/test_aggregator.py` must work with a system python that has
+    # none of the dependencies: run again under the project's venv (created when missing).
+    if __name__ != "__main__" or Path(sys.prefix).resolve() == _VENV_DIR.resolve():
+        print(
+            "test_aggregator.py: grpc or the oracle bindings are missing from this python; "
+            "run: source scripts/venv.sh",
+            file=sys.stderr,
+        )
+        raise
+    _venv_python = _VENV_DIR / "bin" / "python"
+    if not _venv_python.exists():
+        subprocess.run(
+            ["bash", "-c", 'source "$1/scripts/venv.sh"', "venv", str(_REPO_ROOT)],
+            check=True,
+            stdout=sys.stderr,
+        )
+    os.execv(_venv_python, [str(_venv_python), str(Path(__file__).resolve()), *sys.argv[1:]])  # noqa: S606
+
+EXIT_HEALTHY = 0
+EXIT_UNHEALTHY = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+PROBE_ID = "probe:test_aggregator"
+
+
+def _field(message: Any, name: str, default: Any) -> Any:  # noqa: ANN401 - proto messages
+    """A field the original contract may lack: its value, or `default` with original bindings."""
+    return getattr(message, name, default)
+
+
+def _minute_utc(minute: int) -> str | None:
+    if minute <= 0:
+        return None
+    return datetime.fromtimestamp(minute, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+@dataclass
+class ProbeResult:
+    """What one probe learnt; `exit_code` and `reason` are what a monitor acts on."""
+
+    target: str
+    reachable: bool = False
+    healthy: bool = False
+    simulated: bool = False
+    reason: str = ""
+    health: dict[str, Any] = field(default_factory=dict)
+    aggregate: dict[str, Any] | None = None
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int = EXIT_UNREACHABLE
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "reachable": self.reachable,
+            "healthy": self.healthy,
+            "simulated": self.simulated,
+            "reason": self.reason,
+            "health": self.health,
+            "aggregate": self.aggregate,
+            "inputs": self.inputs,
+        }
+
+
+def normalise_target(target: str) -> str:
+    """Accept `host:port` and the nodes' `http://host:port` form alike."""
+    for scheme in ("http://", "https://", "grpc://"):
+        if target.startswith(scheme):
+            target = target[len(scheme) :]
+    return target.rstrip("/")
+
+
+def _health_dict(response: Any) -> dict[str, Any]:  # noqa: ANN401 - proto message
+    return {
+        "healthy": response.healthy,
+        "timestamp": response.timestamp,
+        "active_nodes": response.active_nodes,
+        "version": response.version,
+        "uptime_seconds": _field(response, "uptime_seconds", 0),
+        "message": _field(response, "message", ""),
+        "fresh_exchanges": _field(response, "fresh_exchanges", 0),
+        "simulated": _field(response, "simulated", False),
+        "draining": _field(response, "draining", False),
+    }
+
+
+def _aggregate_dict(response: Any) -> dict[str, Any]:  # noqa: ANN401 - proto message
+    minute = int(_field(response, "aggregate_minute", 0))
+    return {
+        "success": response.success,
+        "price": response.aggregated_price,
+        "data_points": response.data_points,
+        "last_update": response.last_update,
+        "aggregate_minute": minute,
+        "aggregate_minute_utc": _minute_utc(minute),
+        "age_seconds": _field(response, "age_seconds", None),
+        "active_nodes": _field(response, "active_nodes", None),
+        "message": _field(response, "message", ""),
+        "simulated": _field(response, "simulated", False),
+    }
+
+
+def _input_dict(point: Any) -> dict[str, Any]:  # noqa: ANN401 - proto message
+    minute = int(point.timestamp)
+    return {
+        "source": point.source,
+        "price": point.price,
+        "quote": _field(point, "quote", ""),
+        "minute": minute,
+        "minute_utc": _minute_utc(minute),
+        "node_id": point.node_id,
+        "node_count": _field(point, "node_count", None),
+        "received_at": _field(point, "received_at", None),
+    }
+
+
+def _rpc_reason(error: grpc.RpcError, target: str) -> str:
+    code = error.code() if isinstance(error, grpc.Call) else None
+    details = error.details() if isinstance(error, grpc.Call) else str(error)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return (
+            f"cannot reach the aggregator at {target} ({code.name.lower()}: {details}); "
+            "start it with scripts/run_multi_nodes.sh"
+        )
+    name = code.name if code is not None else "error"
+    return f"aggregator at {target} answered {name}: {details}"
+
+
+def probe(
+    target: str, timeout: float, source: str | None = None, *, alive: bool = False
+) -> ProbeResult:
+    """HealthCheck, then (unless `alive`) GetAggregatedPrice; never raises for an RPC failure."""
+    result = ProbeResult(target=target)
+    with grpc.insecure_channel(target) as channel:
+        stub = oracle_pb2_grpc.OracleServiceStub(channel)
+        try:
+            health = stub.HealthCheck(oracle_pb2.HealthRequest(node_id=PROBE_ID), timeout=timeout)
+        except grpc.RpcError as error:
+            result.reason = _rpc_reason(error, target)
+            return result
+        result.reachable = True
+        result.health = _health_dict(health)
+        result.healthy = bool(health.healthy)
+        result.simulated = bool(result.health["simulated"])
+        if alive:
+            result.exit_code = EXIT_HEALTHY
+            result.reason = "answering"
+            return result
+        request = oracle_pb2.GetPriceRequest()
+        if source:
+            request.source_filter = source
+        try:
+            price = stub.GetAggregatedPrice(request, timeout=timeout)
+        except grpc.RpcError as error:
+            result.reason = _rpc_reason(error, target)
+            result.exit_code = EXIT_UNHEALTHY
+            return result
+    result.aggregate = _aggregate_dict(price)
+    result.inputs = [_input_dict(point) for point in price.recent_prices]
+    result.simulated = result.simulated or bool(result.aggregate["simulated"])
+    if not result.healthy:
+        result.reason = result.health["message"] or "the aggregator reports itself unhealthy"
+        result.exit_code = EXIT_UNHEALTHY
+    elif not price.success:
+        result.reason = result.aggregate["message"] or "no aggregated price available"
+        result.exit_code = EXIT_UNHEALTHY
+    else:
+        result.reason = "healthy"
+        result.exit_code = EXIT_HEALTHY
+    return result
+
+
+def _fmt_price(price: float) -> str:
+    return f"{price:,.2f}"
+
+
+def render_text(result: ProbeResult) -> str:
+    """The operator's view; SIMULATED leads every line that shows a price from the simulator."""
+    label = "SIMULATED " if result.simulated else ""
+    lines = [
+        f"Aggregator {result.target}" + ("  ** SIMULATED PRICES **" if result.simulated else "")
+    ]
+    if not result.reachable:
+        return "\n".join(lines)
+    health = result.health
+    state = "healthy" if health["healthy"] else "UNHEALTHY"
+    if health["draining"]:
+        state += " (draining)"
+    lines.append(
+        f"  health: {state}, active nodes {health['active_nodes']}, "
+        f"fresh exchanges {health['fresh_exchanges']}, version {health['version'] or '?'}, "
+        f"uptime {health['uptime_seconds']} s"
+    )
+    if health["message"]:
+        lines.append(f"  {health['message']}")
+    aggregate = result.aggregate
+    if aggregate is None:
+        lines.append(f"  price: not available ({result.reason})")
+        return "\n".join(lines)
+    if aggregate["success"]:
+        when = aggregate["aggregate_minute_utc"] or "minute unknown"
+        age = aggregate["age_seconds"]
+        age_text = f", age {age} s" if age is not None and aggregate["aggregate_minute"] else ""
+        lines.append(
+            f"  {label}aggregate: {_fmt_price(aggregate['price'])} from "
+            f"{aggregate['data_points']} exchanges for {when}{age_text}"
+        )
+    else:
+        lines.append(f"  {label}aggregate: none ({aggregate['message'] or 'no fresh prices'})")
+    if aggregate["message"] and aggregate["success"]:
+        lines.append(f"  {aggregate['message']}")
+    for point in result.inputs:
+        nodes = point["node_id"]
+        if point["node_count"] and point["node_count"] > 1:
+            nodes += f" ({point['node_count']} nodes, median)"
+        lines.append(
+            f"    {label}{point['source']:<9} {_fmt_price(point['price']):>14} "
+            f"{point['quote'] or '':<4} minute {point['minute_utc'] or '?'}  node {nodes}"
+        )
+    return "\n".join(lines)
+
+
+def _default_target() -> str:
+    explicit = os.environ.get("ORACLE_AGGREGATOR_TARGET")
+    if explicit:
+        return explicit
+    return f"localhost:{os.environ.get('ORACLE_AGGREGATOR_PORT', '50051')}"
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(
+            "Probe the oracle aggregator: HealthCheck then GetAggregatedPrice. "
+            "Exit 0 healthy, 1 unhealthy, 3 unreachable."
+        ),
+    )
+    parser.add_argument(
+        "--target",
+        default=_default_target(),
+        help="aggregator host:port (default localhost:$ORACLE_AGGREGATOR_PORT or 50051)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object per probe")
+    parser.add_argument(
+        "--watch", type=float, metavar="SECONDS", help="probe again every SECONDS until Ctrl-C"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS", help="deadline per call (5)"
+    )
+    parser.add_argument(
+        "--source", help="one exchange's price only (GetAggregatedPrice source_filter)"
+    )
+    parser.add_argument(
+        "--alive",
+        action="store_true",
+        help="exit 0 when the aggregator answers HealthCheck at all (a readiness check)",
+    )
+    args = parser.parse_args(argv)
+    if args.watch is not None and args.watch <= 0:
+        parser.error("--watch needs a positive number of seconds")
+    if args.timeout <= 0:
+        parser.error("--timeout needs a positive number of seconds")
+    args.target = normalise_target(args.target)
+    return args
+
+
+def _report(result: ProbeResult, as_json: bool) -> None:
+    """stdout carries the view (or the JSON); a failure adds its one-line reason on stderr."""
+    print(
+        json.dumps(result.to_json(), sort_keys=True) if as_json else render_text(result), flush=True
+    )
+    if result.exit_code != EXIT_HEALTHY:
+        print(f"{_status_word(result)}: {result.reason}", file=sys.stderr, flush=True)
+
+
+def _status_word(result: ProbeResult) -> str:
+    return "UNREACHABLE" if not result.reachable else "UNHEALTHY"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    while True:
+        result = probe(args.target, args.timeout, args.source, alive=args.alive)
+        _report(result, args.json)
+        if args.watch is None:
+            return result.exit_code
+        try:
+            time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return result.exit_code
+        if not args.json:
+            print(f"--- {datetime.now(tz=UTC).strftime('%H:%M:%SZ')}", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(EXIT_UNHEALTHY)

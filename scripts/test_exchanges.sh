@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Fetch the newest closed 1-minute candle from each exchange once (`oracle-node --once`) and print
+# exchange, minute, close and latency: the quickest check that this machine can reach every venue
+# and parse its answer. Nothing is submitted to the aggregator.
+#
+# Usage: scripts/test_exchanges.sh [--simulate]      (from any directory)
+# With --simulate the candles come from the local exchange simulator on ORACLE_SIM_PORT (8099); if
+# none answers there, a temporary one is started on a free port and stopped afterwards.
+# Exit status: 0 every exchange answered; 1 at least one failed; 2 usage.
+set -euo pipefail
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/lib/procs.sh
+source "$script_dir/lib/procs.sh"
+
+simulate=0
+for arg in "$@"; do
+  case "$arg" in
+    --simulate) simulate=1 ;;
+    -h | --help)
+      sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "test_exchanges.sh: unknown argument '$arg' (usage: test_exchanges.sh [--simulate])" >&2
+      exit 2
+      ;;
+  esac
+done
+
+# shellcheck source=scripts/venv.sh
+source "$oracle_root/scripts/venv.sh"
+bin="$oracle_root/.venv/bin"
+cd "$oracle_root"
+work="$(mktemp -d)"
+temp_sim_pid=""
+cleanup() {
+  if [ -n "$temp_sim_pid" ] && [ -n "$(proc_identity "$temp_sim_pid")" ]; then
+    kill -TERM "$temp_sim_pid" 2>/dev/null || true
+    wait "$temp_sim_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+sim_answers() {
+  "$VENV_PY" - "$1" <<'EOF'
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/_sim/health", timeout=2) as r:
+        sys.exit(0 if r.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+EOF
+}
+
+once_args=()
+if [ "$simulate" = 1 ]; then
+  echo "SIMULATED: candles from the local exchange simulator, not from real exchanges"
+  port="$sim_port"
+  if ! sim_answers "$port"; then
+    port="$("$VENV_PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    "$bin/exchange-sim" --host 127.0.0.1 --port "$port" >"$work/simulator.log" 2>&1 </dev/null &
+    temp_sim_pid=$!
+    deadline=$((SECONDS + ${ORACLE_START_TIMEOUT:-30}))
+    until sim_answers "$port"; do
+      if [ -z "$(proc_identity "$temp_sim_pid")" ] || [ "$SECONDS" -ge "$deadline" ]; then
+        echo "ERROR: the temporary exchange simulator on port $port did not come up" >&2
+        log_tail "$work/simulator.log"
+        exit 1
+      fi
+      sleep 0.2
+    done
+  fi
+  once_args+=(--simulate --api-url "http://127.0.0.1:$port")
+fi
+
+print_candle() { # print_candle FILE: one table row from the JSON object `oracle-node --once` printed
+  "$VENV_PY" -c '
+import json, sys
+candle = json.load(open(sys.argv[1]))
+exchange, minute, close, quote, latency = (
+    candle[key] for key in ("exchange", "minute_utc", "close", "quote", "latency_ms")
+)
+label = "  SIMULATED" if candle.get("simulated") else ""
+print(f"{exchange:<9} {minute:<18} {close:>16} {quote:<5} {latency:>5} ms{label}")
+' "$1"
+}
+
+failed=0
+printf '%-9s %-18s %16s %-5s %8s\n' exchange minute close quote latency
+for entry in "${oracle_nodes[@]}"; do
+  read -r index exchange <<<"$entry"
+  config=()
+  [ -f "$oracle_root/config/oracle-node-$index.toml" ] &&
+    config=(--config "$oracle_root/config/oracle-node-$index.toml")
+  if "$bin/oracle-node" --exchange "$exchange" --node-id "test-exchanges-$exchange" "${config[@]}" \
+    --log-file "$work/$exchange.log" --once "${once_args[@]}" \
+    >"$work/$exchange.json" 2>"$work/$exchange.err" && print_candle "$work/$exchange.json"; then
+    continue
+  fi
+  reason="$(cat "$work/$exchange.err" "$work/$exchange.log" 2>/dev/null | grep -v '^[[:space:]]*$' | tail -n 1 || true)"
+  printf '%-9s FAILED: %s\n' "$exchange" "${reason:-no output}"
+  failed=1
+done
+exit "$failed"
