@@ -1,0 +1,82 @@
+"""Binance (and Binance.US, same format): `GET /api/v3/klines?symbol=BTCUSDT&interval=1m`.
+
+Rows are `[openTime ms, "open", "high", "low", "close", volume, closeTime ms, ...]`, oldest first,
+and the last row is the candle still forming. Binance geo-blocks some regions (notably US IPs and
+some cloud hosts) with HTTP 451; Binance.US serves the identical format at another base URL.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from oracle_node.candle import Candle
+from oracle_node.errors import CandleNotYetAvailableError, MalformedResponseError
+from oracle_node.exchanges.base import (
+    ExchangeRequest,
+    error_text,
+    load_json,
+    quote_of,
+    to_decimal,
+    to_int,
+)
+
+BINANCE_US_URL: Final = "https://api.binance.us"
+
+# Enough rows to hold the minute just closed and the forming one, even with a few seconds of skew.
+_ROWS: Final = 5
+
+
+class BinanceAdapter:
+    """Request and parser for Binance spot klines."""
+
+    name = "binance"
+    display_name = "Binance"
+    default_api_url = "https://api.binance.com"
+    default_symbol = "BTCUSDT"
+
+    def request(self, symbol: str, minute: int) -> ExchangeRequest:
+        """The newest few rows; selection is by open time, never by position alone."""
+        return ExchangeRequest(
+            path="/api/v3/klines",
+            params={"symbol": symbol, "interval": "1m", "limit": str(_ROWS)},
+        )
+
+    def parse(self, body: bytes, symbol: str, minute: int) -> Candle:
+        """The candle opened at `minute`, refused while it is still the forming (last) row."""
+        rows = load_json(body, self.display_name)
+        if not isinstance(rows, list):
+            raise MalformedResponseError(f"Binance klines answer is not a list: {rows!r:.200}")
+        wanted_ms = minute * 1000
+        for index, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) < 7:
+                raise MalformedResponseError(f"Binance kline row has the wrong shape: {row!r:.200}")
+            if to_int(row[0], "openTime", self.display_name) != wanted_ms:
+                continue
+            if index == len(rows) - 1:
+                # Binance always appends the forming minute; if ours is last, Binance's clock has
+                # not rolled over yet and the close can still move.
+                raise CandleNotYetAvailableError(
+                    f"Binance minute {minute} is still the forming candle"
+                )
+            return Candle(
+                exchange=self.name,
+                symbol=symbol,
+                quote=quote_of(symbol),
+                minute=minute,
+                open=to_decimal(row[1], "open", self.display_name),
+                high=to_decimal(row[2], "high", self.display_name),
+                low=to_decimal(row[3], "low", self.display_name),
+                close=to_decimal(row[4], "close", self.display_name),
+            )
+        raise CandleNotYetAvailableError(f"Binance has no candle for minute {minute} yet")
+
+    def error_message(self, status: int, body: bytes) -> str:
+        """Binance's `{"code","msg"}` text, with the Binance.US hint for a geo-block."""
+        text = error_text(body)
+        if status == 451:
+            return (
+                f"Binance refuses this location (HTTP 451: {text}). Use Binance.US, which serves "
+                f"the same API: set api_url = {BINANCE_US_URL!r} in the [binance] table or pass "
+                f"--api-url {BINANCE_US_URL} (its USD pair is symbol = 'BTCUSD')"
+            )
+        return f"Binance answered HTTP {status}: {text}"

@@ -1,0 +1,85 @@
+"""Coinbase Exchange: `GET /products/BTC-USD/candles?granularity=60`.
+
+Rows are `[time, low, high, open, close, volume]` (note the order), JSON numbers, newest first.
+Coinbase answers HTTP 400 without a User-Agent, and its newest closed minutes often appear one or
+more minutes late, so "not there yet" is normal and is polled for rather than treated as failure.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+from oracle_node.candle import Candle
+from oracle_node.errors import CandleNotYetAvailableError, MalformedResponseError
+from oracle_node.exchanges.base import (
+    ExchangeRequest,
+    error_text,
+    load_json,
+    quote_of,
+    to_decimal,
+    to_int,
+)
+
+# A few minutes of context either side of the wanted one: small answers, and the window still
+# holds the minute when Coinbase interprets start/end loosely.
+_WINDOW_BEFORE: Final = 4 * 60
+_WINDOW_AFTER: Final = 2 * 60
+
+
+def _iso(unix_seconds: int) -> str:
+    return datetime.fromtimestamp(unix_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CoinbaseAdapter:
+    """Request and parser for Coinbase Exchange product candles."""
+
+    name = "coinbase"
+    display_name = "Coinbase"
+    default_api_url = "https://api.exchange.coinbase.com"
+    default_symbol = "BTC-USD"
+
+    def request(self, symbol: str, minute: int) -> ExchangeRequest:
+        """A short window around `minute` (ISO 8601 start/end, as ccxt sends them)."""
+        return ExchangeRequest(
+            path=f"/products/{symbol}/candles",
+            params={
+                "granularity": "60",
+                "start": _iso(minute - _WINDOW_BEFORE),
+                "end": _iso(minute + _WINDOW_AFTER),
+            },
+        )
+
+    def parse(self, body: bytes, symbol: str, minute: int) -> Candle:
+        """The candle opened at `minute`; absent means Coinbase has not published it yet."""
+        rows = load_json(body, self.display_name)
+        if isinstance(rows, dict) and "message" in rows:
+            raise MalformedResponseError(f"Coinbase answered an error: {rows['message']}")
+        if not isinstance(rows, list):
+            raise MalformedResponseError(f"Coinbase candles answer is not a list: {rows!r:.200}")
+        for row in rows:
+            if not isinstance(row, list) or len(row) < 5:
+                raise MalformedResponseError(f"Coinbase row has the wrong shape: {row!r:.200}")
+            if to_int(row[0], "time", self.display_name) != minute:
+                continue
+            return Candle(
+                exchange=self.name,
+                symbol=symbol,
+                quote=quote_of(symbol),
+                minute=minute,
+                low=to_decimal(row[1], "low", self.display_name),
+                high=to_decimal(row[2], "high", self.display_name),
+                open=to_decimal(row[3], "open", self.display_name),
+                close=to_decimal(row[4], "close", self.display_name),
+            )
+        newest = max(
+            (to_int(row[0], "time", self.display_name) for row in rows if isinstance(row, list)),
+            default=None,
+        )
+        raise CandleNotYetAvailableError(
+            f"Coinbase has not published minute {minute} yet (newest row: {newest})"
+        )
+
+    def error_message(self, status: int, body: bytes) -> str:
+        """Coinbase's `{"message"}` text."""
+        return f"Coinbase answered HTTP {status}: {error_text(body)}"

@@ -1,0 +1,101 @@
+"""Kraken: `GET /0/public/OHLC?pair=XBTUSD&interval=1`.
+
+The answer is `{"error": [], "result": {"XXBTZUSD": [[time, "open", "high", "low", "close", "vwap",
+"volume", count], ...], "last": N}}`: the result key is Kraken's internal pair name, the last row is
+ALWAYS the candle still forming (the original node submitted it: a defect), and errors such as
+`EAPI:Rate limit exceeded` arrive with HTTP 200 inside `error`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from oracle_node.candle import Candle
+from oracle_node.errors import (
+    CandleNotYetAvailableError,
+    MalformedResponseError,
+    PermanentFetchError,
+    RateLimitedError,
+    TransientFetchError,
+)
+from oracle_node.exchanges.base import (
+    ExchangeRequest,
+    error_text,
+    load_json,
+    quote_of,
+    to_decimal,
+    to_int,
+)
+
+_RATE_LIMIT_ERRORS: Final = ("EAPI:Rate limit exceeded", "EGeneral:Too many requests")
+_TRANSIENT_PREFIXES: Final = ("EService:",)
+# `since` is not documented as inclusive or exclusive, so ask from two minutes before.
+_SINCE_MARGIN: Final = 2 * 60
+
+
+class KrakenAdapter:
+    """Request and parser for Kraken public OHLC."""
+
+    name = "kraken"
+    display_name = "Kraken"
+    default_api_url = "https://api.kraken.com"
+    default_symbol = "XBTUSD"
+
+    def request(self, symbol: str, minute: int) -> ExchangeRequest:
+        """Rows since shortly before `minute`, so the answer is a handful of rows, not 720."""
+        return ExchangeRequest(
+            path="/0/public/OHLC",
+            params={"pair": symbol, "interval": "1", "since": str(minute - _SINCE_MARGIN)},
+        )
+
+    def parse(self, body: bytes, symbol: str, minute: int) -> Candle:
+        """The committed candle opened at `minute`; never the forming last row."""
+        answer = load_json(body, self.display_name)
+        if not isinstance(answer, dict):
+            raise MalformedResponseError(f"Kraken OHLC answer is not an object: {answer!r:.200}")
+        errors = [str(error) for error in answer.get("error") or []]
+        if errors:
+            _raise_kraken_error(errors)
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            raise MalformedResponseError("Failed to parse Kraken JSON response: no 'result' object")
+        pair_rows = [value for key, value in result.items() if key != "last"]
+        if len(pair_rows) != 1 or not isinstance(pair_rows[0], list):
+            raise MalformedResponseError(
+                f"Failed to parse Kraken JSON response: expected one pair in result, got "
+                f"{sorted(result)}"
+            )
+        rows = pair_rows[0]
+        for index, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) < 5:
+                raise MalformedResponseError(f"Kraken OHLC row has the wrong shape: {row!r:.200}")
+            if to_int(row[0], "time", self.display_name) != minute:
+                continue
+            if index == len(rows) - 1:
+                raise CandleNotYetAvailableError(
+                    f"Kraken minute {minute} is still the forming (last) row"
+                )
+            return Candle(
+                exchange=self.name,
+                symbol=symbol,
+                quote=quote_of(symbol),
+                minute=minute,
+                open=to_decimal(row[1], "open", self.display_name),
+                high=to_decimal(row[2], "high", self.display_name),
+                low=to_decimal(row[3], "low", self.display_name),
+                close=to_decimal(row[4], "close", self.display_name),
+            )
+        raise CandleNotYetAvailableError(f"Kraken has no committed candle for minute {minute} yet")
+
+    def error_message(self, status: int, body: bytes) -> str:
+        """A non-200 from Kraken means the request never reached it (Cloudflare, gateway)."""
+        return f"Kraken answered HTTP {status}: {error_text(body)}"
+
+
+def _raise_kraken_error(errors: list[str]) -> None:
+    joined = ", ".join(errors)
+    if any(error.startswith(_RATE_LIMIT_ERRORS) for error in errors):
+        raise RateLimitedError(f"Kraken rate limit: {joined}")
+    if any(error.startswith(_TRANSIENT_PREFIXES) for error in errors):
+        raise TransientFetchError(f"Kraken service error: {joined}")
+    raise PermanentFetchError(f"Kraken refused the request: {joined}")

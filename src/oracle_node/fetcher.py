@@ -1,0 +1,237 @@
+"""Fetching one closed candle over HTTP, with retries that only repeat what can succeed later.
+
+The adapter describes the request and parses the answer; this module does the I/O and decides what
+to do on failure: exponential backoff with jitter on network errors, timeouts, 5xx and rate limits
+(429/418 honour `Retry-After`, Kraken's rate-limit error counts too); polling every few seconds
+while the venue has not published the minute yet; and an immediate, explained failure on anything
+else (invalid symbol, geo-block, a simulated answer to a real node or the reverse). Every retry and
+poll stops at the minute's deadline, so a slow venue never makes the node miss the next minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from common.logsetup import get_logger
+from common.timeutil import Clock, system_clock
+from oracle_node.candle import Candle
+from oracle_node.config import ExchangeSettings
+from oracle_node.errors import (
+    CandleNotYetAvailableError,
+    FetchError,
+    MalformedResponseError,
+    PermanentFetchError,
+    RateLimitedError,
+    TransientFetchError,
+)
+from oracle_node.exchanges import get_adapter
+
+SIMULATED_HEADER: Final = "X-Oracle-Simulated"
+
+Sleep = Callable[[float], Awaitable[None]]
+
+log = get_logger()
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A closed candle and how getting it went (for the skew and latency log lines)."""
+
+    candle: Candle
+    latency_ms: float
+    attempts: int
+
+
+def make_client(settings: ExchangeSettings) -> httpx.AsyncClient:
+    """The process's one HTTP client: explicit timeouts, a User-Agent (Coinbase requires one)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout, connect=min(settings.timeout, 5.0)),
+        headers={"User-Agent": settings.user_agent, "Accept": "application/json"},
+        follow_redirects=False,
+    )
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None if absent or bad."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - datetime.fromtimestamp(now, tz=UTC).timestamp())
+
+
+class CandleFetcher:
+    """Gets the closed candle of one minute from one exchange, retrying within a deadline."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        settings: ExchangeSettings,
+        *,
+        simulate: bool = False,
+        clock: Clock = system_clock,
+        sleep: Sleep = asyncio.sleep,
+        lag_poll_interval: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._adapter = get_adapter(settings.name)
+        self._simulate = simulate
+        self._clock = clock
+        self._sleep = sleep
+        self._lag_poll_interval = lag_poll_interval
+        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not cryptography
+        self._log = log.bind(exchange=settings.name, simulated=simulate)
+
+    @property
+    def api_url(self) -> str:
+        """The base URL requests go to."""
+        return self._settings.api_url
+
+    async def fetch(self, minute: int, deadline: float) -> FetchResult:
+        """The candle that opened at `minute`; raises the last `FetchError` if none by `deadline`.
+
+        `deadline` is a time on the injected clock after which no new attempt starts.
+        """
+        failures = _FailureCount()
+        attempts = 0
+        latency_ms = 0.0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((TransientFetchError, CandleNotYetAvailableError)),
+            wait=lambda state: self._wait(state, failures),
+            stop=lambda state: self._stop(state, failures, deadline),
+            sleep=self._sleep,
+            before_sleep=lambda state: self._log_retry(state, minute),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                attempts += 1
+                started = time.perf_counter()
+                candle = await self._attempt(minute)
+                latency_ms = (time.perf_counter() - started) * 1000
+        return FetchResult(candle=candle, latency_ms=round(latency_ms, 1), attempts=attempts)
+
+    async def _attempt(self, minute: int) -> Candle:
+        request = self._adapter.request(self._settings.symbol, minute)
+        url = self._settings.api_url + request.path
+        try:
+            response = await self._client.get(
+                url, params=request.params, headers=request.headers or None
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientFetchError(
+                f"{self._adapter.display_name} request timed out after "
+                f"{self._settings.timeout:g} s ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise TransientFetchError(
+                f"cannot reach {self._adapter.display_name} at {self._settings.api_url}: {exc!r}"
+            ) from exc
+        self._check_simulated(response)
+        status = response.status_code
+        if status in {418, 429}:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+            raise RateLimitedError(
+                f"{self._adapter.display_name} rate limit (HTTP {status}): "
+                f"{self._adapter.error_message(status, response.content)}",
+                retry_after=retry_after,
+            )
+        if status >= 500:
+            raise TransientFetchError(self._adapter.error_message(status, response.content))
+        if status != 200:
+            raise PermanentFetchError(self._adapter.error_message(status, response.content))
+        return self._adapter.parse(response.content, self._settings.symbol, minute)
+
+    def _check_simulated(self, response: httpx.Response) -> None:
+        """A simulated answer must never pass as a real price, nor a real one as simulated."""
+        marked = response.headers.get(SIMULATED_HEADER) == "1"
+        if marked and not self._simulate:
+            raise PermanentFetchError(
+                f"{self._settings.api_url} is the exchange simulator ({SIMULATED_HEADER}: 1) but "
+                "this node is not in --simulate mode; refusing to submit simulated prices as real"
+            )
+        if self._simulate and not marked:
+            raise PermanentFetchError(
+                f"{self._settings.api_url} did not mark its answer {SIMULATED_HEADER}: 1; in "
+                "--simulate mode only the exchange simulator may be used (a real price would be "
+                "labelled simulated)"
+            )
+
+    def _wait(self, state: RetryCallState, failures: _FailureCount) -> float:
+        error = _error_of(state)
+        if isinstance(error, CandleNotYetAvailableError):
+            return self._lag_poll_interval
+        failures.count += 1
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            return error.retry_after
+        policy = self._settings.retry
+        backoff = min(policy.backoff_max, policy.backoff_initial * 2.0 ** (failures.count - 1))
+        return backoff + self._rng.uniform(0, policy.backoff_initial)
+
+    def _stop(self, state: RetryCallState, failures: _FailureCount, deadline: float) -> bool:
+        if failures.count > self._settings.retry.max_retries:
+            return True
+        upcoming = state.upcoming_sleep or 0.0
+        return self._clock() + upcoming > deadline
+
+    def _log_retry(self, state: RetryCallState, minute: int) -> None:
+        error = _error_of(state)
+        wait = round(state.upcoming_sleep, 2)
+        if isinstance(error, CandleNotYetAvailableError):
+            self._log.info(
+                "candle_not_yet_published", minute=minute, reason=str(error), retry_in=wait
+            )
+        elif isinstance(error, RateLimitedError):
+            self._log.warning(
+                "Rate limit exceeded - Too many requests",
+                hint="Wait a moment, automatic retry with exponential backoff",
+                minute=minute,
+                reason=str(error),
+                retry_after=error.retry_after,
+                retry_in=wait,
+            )
+        elif isinstance(error, MalformedResponseError):
+            self._log.warning(
+                f"Failed to parse {self._adapter.display_name} JSON response",
+                hint="Check network connection and API availability",
+                minute=minute,
+                reason=str(error),
+                retry_in=wait,
+            )
+        else:
+            self._log.warning("fetch_retry", minute=minute, reason=str(error), retry_in=wait)
+
+
+@dataclass
+class _FailureCount:
+    """Failures that count against max_retries (lag polls do not: they are bounded by time)."""
+
+    count: int = 0
+
+
+def _error_of(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome is not None else None
+
+
+__all__ = ["SIMULATED_HEADER", "CandleFetcher", "FetchError", "FetchResult", "make_client"]

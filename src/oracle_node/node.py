@@ -1,0 +1,218 @@
+"""The node's loop: at each minute boundary fetch the candle that just closed, check it, submit it.
+
+One cycle per boundary: the fetch may retry and poll until the minute's deadline, a candle that
+fails validation is logged and dropped, and the submission goes through the buffered submitter so
+an aggregator outage never stops collection. Each cycle logs how late the fetch started and
+finished after the boundary (skew), so operators can see how well the nodes are synchronised.
+On SIGINT/SIGTERM the in-flight minute gets a short grace period to finish, then is abandoned,
+the buffer gets one last delivery attempt, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from common.logsetup import get_logger
+from common.timeutil import MINUTE, Clock, format_minute, minute_floor, system_clock
+from oracle_node.candle import Candle
+from oracle_node.config import NodeConfig
+from oracle_node.errors import CandleNotYetAvailableError, FetchError, InvalidCandleError
+from oracle_node.fetcher import CandleFetcher, Sleep, make_client
+from oracle_node.scheduler import MinuteScheduler, Tick
+from oracle_node.submitter import Observation, Submitter
+from oracle_node.validation import validate_candle
+
+log = get_logger()
+
+# `--once` waits this long for the newest closed minute, then tries older ones briefly.
+_ONCE_LOOKBACK = 6
+_ONCE_FIRST_WAIT = 10.0
+_ONCE_OLDER_WAIT = 2.0
+
+
+class OracleNode:
+    """Collects one exchange's closed candles minute by minute and hands them to the submitter."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        fetcher: CandleFetcher,
+        submitter: Submitter,
+        scheduler: MinuteScheduler,
+        *,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._config = config
+        self._fetcher = fetcher
+        self._submitter = submitter
+        self._scheduler = scheduler
+        self._clock = clock
+        bound = {"node_id": config.node_id, "exchange": config.exchange.name}
+        if config.simulate:
+            bound["mode"] = "SIMULATED"
+        self._log = log.bind(**bound)
+
+    async def collect(self, tick: Tick) -> Candle | None:
+        """One cycle for `tick`: the validated candle that was queued, or None if skipped."""
+        minute_text = format_minute(tick.minute)
+        started = self._clock()
+        self._log.info("fetch_started", minute=minute_text, skew_ms=_ms(tick.skew(started)))
+        deadline = tick.boundary + self._config.fetch_deadline
+        try:
+            result = await self._fetcher.fetch(tick.minute, deadline)
+        except CandleNotYetAvailableError as error:
+            self._log.warning(
+                "minute_skipped",
+                minute=minute_text,
+                reason=f"not published by the deadline ({self._config.fetch_deadline:g} s "
+                f"after the boundary): {error}",
+            )
+            return None
+        except FetchError as error:
+            self._log.error(
+                "fetch_failed", minute=minute_text, error=str(error), kind=type(error).__name__
+            )
+            return None
+        finished = self._clock()
+        candle = result.candle
+        self._log.info(
+            "fetch_finished",
+            minute=minute_text,
+            close=str(candle.close),
+            quote=candle.quote,
+            skew_start_ms=_ms(tick.skew(started)),
+            skew_end_ms=_ms(tick.skew(finished)),
+            latency_ms=result.latency_ms,
+            attempts=result.attempts,
+        )
+        try:
+            validate_candle(candle, self._config.bounds)
+        except InvalidCandleError as error:
+            self._log.error("candle_rejected", minute=minute_text, reason=str(error))
+            return None
+        self._submitter.enqueue(Observation(candle=candle, collected_at=finished))
+        await self._submitter.flush()
+        return candle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Collect at every boundary until `stop` is set, then shut down cleanly."""
+        self._log.info(
+            "node_started",
+            aggregator=self._config.aggregator_url,
+            api_url=self._fetcher.api_url,
+            symbol=self._config.exchange.symbol,
+            interval=self._config.interval,
+            fetch_offset=self._config.fetch_offset,
+            config=str(self._config.source) if self._config.source else None,
+        )
+        if self._config.simulate:
+            self._log.warning("SIMULATED_MODE", detail="prices come from the exchange simulator")
+        await self._submitter.check_health()
+        while not stop.is_set():
+            tick = await self._scheduler.wait(stop)
+            if tick is None:
+                break
+            await self._run_cycle(tick, stop)
+        await self._shutdown()
+
+    async def _run_cycle(self, tick: Tick, stop: asyncio.Event) -> None:
+        cycle = asyncio.ensure_future(self.collect(tick))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({cycle, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not cycle.done():
+                self._log.info("shutdown_waiting_for_minute", minute=format_minute(tick.minute))
+                try:
+                    await asyncio.wait_for(cycle, timeout=self._config.shutdown_grace)
+                except TimeoutError:
+                    self._log.warning(
+                        "minute_abandoned_on_shutdown", minute=format_minute(tick.minute)
+                    )
+            else:
+                cycle.result()
+        finally:
+            stopped.cancel()
+
+    async def _shutdown(self) -> None:
+        if self._submitter.pending:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._submitter.flush(), timeout=max(self._config.shutdown_grace, 0.1)
+                )
+        self._log.info("node_stopped", pending=self._submitter.pending)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+@contextmanager
+def _signals_set(stop: asyncio.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set `stop`; a second signal is ignored (the grace period is bounded)."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+async def run_node(
+    config: NodeConfig, *, clock: Clock = system_clock, sleep: Sleep = asyncio.sleep
+) -> None:
+    """The whole process: build the client, fetcher, submitter and loop; run until a signal."""
+    stop = asyncio.Event()
+    async with make_client(config.exchange) as client:
+        fetcher = CandleFetcher(
+            client, config.exchange, simulate=config.simulate, clock=clock, sleep=sleep
+        )
+        submitter = Submitter(
+            config.aggregator_target,
+            config.node_id,
+            simulated=config.simulate,
+            buffer_size=config.buffer_size,
+            call_timeout=config.submit_timeout,
+            retries=config.submit_retries,
+            sleep=sleep,
+        )
+        scheduler = MinuteScheduler(config.interval, config.fetch_offset, clock=clock, sleep=sleep)
+        node = OracleNode(config, fetcher, submitter, scheduler, clock=clock)
+        try:
+            with _signals_set(stop):
+                await node.run(stop)
+        finally:
+            await submitter.close()
+
+
+async def fetch_once(config: NodeConfig, *, clock: Clock = system_clock) -> dict[str, object]:
+    """`--once`: the newest closed candle, validated, as the JSON object the CLI prints."""
+    now = clock()
+    # The minute that closed most recently: the one before the minute containing `now`. Coinbase
+    # may publish it minutes late, so after a short wait fall back to the newest one it has.
+    newest = minute_floor(now) - MINUTE
+    async with make_client(config.exchange) as client:
+        fetcher = CandleFetcher(client, config.exchange, simulate=config.simulate, clock=clock)
+        for minutes_back in range(_ONCE_LOOKBACK):
+            minute = newest - minutes_back * MINUTE
+            wait = _ONCE_FIRST_WAIT if minutes_back == 0 else _ONCE_OLDER_WAIT
+            try:
+                result = await fetcher.fetch(minute, clock() + wait)
+                break
+            except CandleNotYetAvailableError:
+                if minutes_back == _ONCE_LOOKBACK - 1:
+                    raise
+    validate_candle(result.candle, config.bounds)
+    return {
+        **result.candle.as_json(),
+        "latency_ms": result.latency_ms,
+        "simulated": config.simulate,
+        "api_url": config.exchange.api_url,
+    }
