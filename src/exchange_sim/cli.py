@@ -1,0 +1,295 @@
+"""`exchange-sim`: parse flags, bind, announce the port, serve until SIGTERM/SIGINT, exit 0.
+
+The first stdout line is the banner `SIMULATED exchange-sim listening on http://HOST:PORT ...`,
+so a script that started it with `--port 0` can read the port from it; `--port-file PATH` also
+writes the bare port number to PATH (atomically, removed again on a clean exit). Fault flags
+take the same faults as `POST /_sim/faults` (see `exchange_sim.faults`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import sys
+import threading
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from common.logsetup import configure_logging
+
+from .app import SimApp, sim_logger
+from .config import DEFAULT_PORT, SimConfig
+from .faults import FaultSpecError
+from .server import create_server, run_in_thread
+
+_ENV = "ORACLE_SIM_"
+
+
+def _split(flag: str, raw: str, min_parts: int, max_parts: int) -> list[str]:
+    parts = raw.split(":")
+    if not min_parts <= len(parts) <= max_parts or not parts[0]:
+        raise click.BadParameter(f"{raw!r} does not match the documented form", param_hint=flag)
+    return parts
+
+
+def _count(flag: str, raw: str) -> int | None:
+    if raw in ("", "0", "inf"):
+        return None
+    if not raw.isdigit():
+        raise click.BadParameter(f"count {raw!r} must be a positive integer", param_hint=flag)
+    return int(raw)
+
+
+def _number(flag: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise click.BadParameter(f"{raw!r} is not a number", param_hint=flag) from None
+
+
+def fault_specs_from_flags(
+    rate_limit: tuple[str, ...],
+    http_5xx: tuple[str, ...],
+    slow: tuple[str, ...],
+    malformed: tuple[str, ...],
+    freeze: tuple[str, ...],
+    jump: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """Translate the fault flags into `POST /_sim/faults` bodies (one per flag)."""
+    specs: list[dict[str, Any]] = []
+    for raw in rate_limit:
+        venue, *rest = _split("--rate-limit", raw, 1, 3)
+        fault: dict[str, Any] = {"count": _count("--rate-limit", rest[0] if rest else "")}
+        if len(rest) > 1:
+            fault["retry_after"] = int(_number("--rate-limit", rest[1]))
+        specs.append({"venue": venue, "rate_limit": fault})
+    for raw in http_5xx:
+        venue, *rest = _split("--http-5xx", raw, 1, 3)
+        fault = {"count": _count("--http-5xx", rest[0] if rest else "")}
+        if len(rest) > 1:
+            fault["status"] = int(_number("--http-5xx", rest[1]))
+        specs.append({"venue": venue, "http_5xx": fault})
+    for raw in slow:
+        venue, delay, *rest = _split("--slow", raw, 2, 3)
+        fault = {"delay_seconds": _number("--slow", delay)}
+        fault["count"] = _count("--slow", rest[0] if rest else "")
+        specs.append({"venue": venue, "slow": fault})
+    for raw in malformed:
+        venue, *rest = _split("--malformed", raw, 1, 2)
+        specs.append(
+            {"venue": venue, "malformed": {"count": _count("--malformed", rest[0] if rest else "")}}
+        )
+    specs.extend({"venue": venue, "freeze": True} for venue in freeze)
+    for raw in jump:
+        venue, percent = _split("--jump", raw, 2, 2)
+        specs.append({"venue": venue, "jump": {"percent": _number("--jump", percent)}})
+    return specs
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _write_port_file(path: Path, port: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(f"{port}\n", encoding="utf-8")
+    partial.replace(path)  # atomic: a reader never sees an empty or half-written file
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": None})
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar=f"{_ENV}HOST",
+    help="Address to bind; anything but loopback is warned about loudly.",
+)
+@click.option(
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar=f"{_ENV}PORT",
+    help="Port to bind; 0 picks a free one (see the banner).",
+)
+@click.option(
+    "--port-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=f"{_ENV}PORT_FILE",
+    help="Write the bound port number to this file.",
+)
+@click.option(
+    "--seed",
+    default=42,
+    show_default=True,
+    type=int,
+    envvar=f"{_ENV}SEED",
+    help="Seed of the price walk; same seed, same candles.",
+)
+@click.option(
+    "--price",
+    default="100000",
+    show_default=True,
+    envvar=f"{_ENV}PRICE",
+    help="Level the BTC price wanders around.",
+)
+@click.option(
+    "--volatility",
+    default=0.0004,
+    show_default=True,
+    type=float,
+    envvar=f"{_ENV}VOLATILITY",
+    help="Per-minute log-volatility of the walk.",
+)
+@click.option(
+    "--coinbase-lag-seconds",
+    default=5.0,
+    show_default=True,
+    type=float,
+    envvar=f"{_ENV}COINBASE_LAG_SECONDS",
+    help="Coinbase publishes a closed minute only this long after its close.",
+)
+@click.option(
+    "--rate-limit",
+    multiple=True,
+    metavar="VENUE[:COUNT[:RETRY_AFTER]]",
+    help="Rate-limit VENUE (429 + Retry-After; Kraken: EAPI error in HTTP 200).",
+)
+@click.option(
+    "--http-5xx",
+    "http_5xx",
+    multiple=True,
+    metavar="VENUE[:COUNT[:STATUS]]",
+    help="Answer VENUE with a burst of 5xx (default 503).",
+)
+@click.option(
+    "--slow", multiple=True, metavar="VENUE:SECONDS[:COUNT]", help="Delay VENUE's answers."
+)
+@click.option(
+    "--malformed",
+    multiple=True,
+    metavar="VENUE[:COUNT]",
+    help="Answer VENUE with truncated, invalid JSON.",
+)
+@click.option("--freeze", multiple=True, metavar="VENUE", help="VENUE's price stops moving.")
+@click.option(
+    "--jump",
+    multiple=True,
+    metavar="VENUE:PERCENT",
+    help="VENUE's price jumps by PERCENT from now on.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=f"{_ENV}LOG_FILE",
+    help="Append JSON log lines here instead of stderr.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    envvar=f"{_ENV}LOG_LEVEL",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+def main(
+    host: str,
+    port: int,
+    port_file: Path | None,
+    seed: int,
+    price: str,
+    volatility: float,
+    coinbase_lag_seconds: float,
+    rate_limit: tuple[str, ...],
+    http_5xx: tuple[str, ...],
+    slow: tuple[str, ...],
+    malformed: tuple[str, ...],
+    freeze: tuple[str, ...],
+    jump: tuple[str, ...],
+    log_file: Path | None,
+    log_level: str,
+) -> None:
+    """SIMULATED Binance/Coinbase/Kraken candle APIs on one port (offline mode, test fake).
+
+    Every answer carries the header X-Oracle-Simulated: 1. Prices are NOT real.
+    """
+    configure_logging(log_level, log_file, service="exchange-sim")
+    log = sim_logger()
+    specs = fault_specs_from_flags(rate_limit, http_5xx, slow, malformed, freeze, jump)
+    try:
+        base_price = Decimal(price)
+        config = SimConfig(
+            host=host,
+            port=port,
+            seed=seed,
+            price=base_price,
+            volatility=volatility,
+            coinbase_lag_seconds=coinbase_lag_seconds,
+            port_file=port_file,
+            startup_faults=tuple(specs),
+        )
+        app = SimApp(config)
+    except InvalidOperation:
+        raise click.BadParameter(f"{price!r} is not a number", param_hint="--price") from None
+    except (ValueError, FaultSpecError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+    try:
+        server = create_server(app, host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
+
+    bound = server.port
+    if not _is_loopback(host):
+        warning = (
+            f"WARNING: SIMULATED exchange-sim bound to {host}, reachable from other machines; "
+            "its prices are fake. Use --host 127.0.0.1 unless you mean it."
+        )
+        click.echo(warning, err=True)
+        log.warning("bound_beyond_loopback", host=host, port=bound)
+    click.echo(
+        f"SIMULATED exchange-sim listening on http://{host}:{bound} "
+        f"(seed={seed}, price={base_price}, coinbase_lag={coinbase_lag_seconds}s; NOT real prices)"
+    )
+    sys.stdout.flush()
+    if port_file is not None:
+        _write_port_file(port_file, bound)
+    log.info(
+        "listening",
+        host=host,
+        port=bound,
+        seed=seed,
+        price=str(base_price),
+        coinbase_lag_seconds=coinbase_lag_seconds,
+        pid=os.getpid(),
+        faults=app.faults.snapshot() if specs else None,
+    )
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    run_in_thread(server)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.shutdown()
+        server.server_close()
+        if port_file is not None:
+            port_file.unlink(missing_ok=True)
+        log.info("stopped")

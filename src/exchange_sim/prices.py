@@ -1,0 +1,119 @@
+"""Deterministic simulated BTC closes: one seeded, mean-reverting walk plus a per-venue spread.
+
+Every close is a pure function of (seed, venue, minute). The walk's shock for minute m is derived
+from a hash of (seed, m), and the level is a geometrically weighted sum of the last `WINDOW` shocks
+(a truncated AR(1) process), so any minute -- past, forming or future -- is computed on demand with
+no state carried between minutes. A restarted simulator with the same seed therefore serves the
+same candles, and the price wanders like a random walk over minutes but stays around the
+configured level over hours instead of drifting away from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Final
+
+from common.exchanges import EXCHANGES
+
+VENUES: Final[tuple[str, ...]] = EXCHANGES
+
+# Each venue's price tick on its BTC pair: Binance BTCUSDT and Coinbase BTC-USD trade in cents,
+# Kraken XBTUSD in tenths of a dollar.
+TICK: Final[dict[str, Decimal]] = {
+    "binance": Decimal("0.01"),
+    "coinbase": Decimal("0.01"),
+    "kraken": Decimal("0.1"),
+}
+
+# A constant per-venue premium: USDT trades a little above USD, so Binance BTCUSDT sits about
+# 0.01 % (roughly +10 at 100 000) above the USD venues, as in the reference captures.
+_VENUE_BIAS: Final[dict[str, float]] = {"binance": 0.0001, "coinbase": 0.0, "kraken": 0.00002}
+# Per-minute venue noise (about 1 basis point): enough that the three closes never coincide.
+_VENUE_NOISE: Final = 0.0001
+
+PHI: Final = 0.985
+"""Mean reversion per minute; the stationary spread is about 5.8 x the per-minute volatility."""
+WINDOW: Final = 240
+"""Shocks older than this weigh less than PHI**240 (about 3 %) and are dropped."""
+_CACHE_SIZE: Final = 20_000
+
+
+def unit_hash(seed: int, *parts: object) -> float:
+    """A uniform number in (0, 1) that depends only on `seed` and `parts` (never 0 or 1)."""
+    key = ":".join(str(part) for part in (seed, *parts)).encode()
+    digest = hashlib.blake2b(key, digest_size=8).digest()
+    return (int.from_bytes(digest, "big") + 0.5) / 2.0**64
+
+
+def gauss_hash(seed: int, *parts: object) -> float:
+    """A standard normal number derived from `seed` and `parts` (Box-Muller on two hashes)."""
+    u1 = unit_hash(seed, *parts, "u1")
+    u2 = unit_hash(seed, *parts, "u2")
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+class PriceModel:
+    """The simulator's fair closes, before any injected fault (freeze, jump) is applied."""
+
+    def __init__(self, seed: int, base_price: Decimal, volatility: float = 0.0004) -> None:
+        if base_price <= 0:
+            raise ValueError(f"base price must be positive, got {base_price}")
+        if not 0 <= volatility < 0.05:
+            raise ValueError(f"volatility must be in [0, 0.05), got {volatility}")
+        self.seed = seed
+        self.base_price = base_price
+        self.volatility = volatility
+        self._weights = [PHI**k for k in range(WINDOW)]
+        self._shocks: OrderedDict[int, float] = OrderedDict()
+        self._levels: OrderedDict[int, float] = OrderedDict()
+
+    def _shock(self, minute: int) -> float:
+        shock = self._shocks.get(minute)
+        if shock is None:
+            shock = gauss_hash(self.seed, "walk", minute)
+            _remember(self._shocks, minute, shock)
+        return shock
+
+    def log_level(self, minute: int) -> float:
+        """The walk's log-deviation from the base price at the close of `minute`."""
+        level = self._levels.get(minute)
+        if level is None:
+            # Index arithmetic is on minute numbers (open time / 60), one shock per minute.
+            index = minute // 60
+            total = math.fsum(
+                weight * self._shock(index - lag) for lag, weight in enumerate(self._weights)
+            )
+            level = self.volatility * total
+            _remember(self._levels, minute, level)
+        return level
+
+    def raw_close(self, venue: str, minute: int) -> Decimal:
+        """The unrounded close of `venue` for the minute opening at `minute` (unix seconds)."""
+        if venue not in TICK:
+            raise ValueError(f"unknown venue {venue!r}; use one of {', '.join(VENUES)}")
+        spread = _VENUE_BIAS[venue] + _VENUE_NOISE * gauss_hash(self.seed, venue, minute // 60)
+        factor = math.exp(self.log_level(minute)) * (1.0 + spread)
+        return self.base_price * Decimal(factor)
+
+    def close(self, venue: str, minute: int) -> Decimal:
+        """The close `venue` reports for `minute`, rounded to the venue's tick."""
+        return quantize(venue, self.raw_close(venue, minute))
+
+    def absolute_volatility(self) -> Decimal:
+        """A typical one-minute move in price units, used to size candle wicks."""
+        return self.base_price * Decimal(max(self.volatility, 0.00005))
+
+
+def quantize(venue: str, price: Decimal) -> Decimal:
+    """Round `price` to the tick `venue` quotes in (never below one tick)."""
+    tick = TICK[venue]
+    return max(price.quantize(tick, rounding=ROUND_HALF_EVEN), tick)
+
+
+def _remember(cache: OrderedDict[int, float], key: int, value: float) -> None:
+    cache[key] = value
+    if len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
