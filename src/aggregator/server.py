@@ -1,13 +1,17 @@
 """Building the gRPC server (bind, no serving) apart from running it until a signal arrives.
 
 Tests build the real server on port 0 in-process; the CLI calls `serve`, which drains on the first
-SIGTERM/SIGINT (health reports draining, new calls are refused, in-flight calls get the grace
-period) and stops at once on a second one.
+SIGTERM/SIGINT and stops at once on a second one. Draining: health reports draining (so probes
+and load balancers move away) while every call that reaches the server is still answered; once no
+call has been in progress for a short quiet period, or the grace period is over, the server stops.
+gRPC's own `stop(grace)` alone is not enough: it cancels calls already queued in the transport
+but not yet handed to a handler, which a client sees as CANCELLED, not as an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 from dataclasses import dataclass
 
@@ -22,6 +26,9 @@ from common.proto import oracle_pb2_grpc
 from common.timeutil import Clock, system_clock
 
 _log = get_logger(service="aggregator")
+
+# No call in progress for this long while draining: the clients have gone elsewhere.
+QUIET_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +104,16 @@ async def serve(config: AggregatorConfig, *, clock: Clock = system_clock) -> Non
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    deadline = math.inf
     try:
         await stopping.wait()
+        deadline = loop.time() + config.grace_seconds
+        # Polling a counter a few times per drain is simpler than an event per call.
+        while loop.time() < deadline and not bound.servicer.activity.quiet_for(QUIET_SECONDS):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
     finally:
-        await bound.server.stop(config.grace_seconds)
+        remaining = deadline - loop.time()
+        await bound.server.stop(remaining if 0 < remaining < math.inf else None)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         _log.info("aggregator_stopped")

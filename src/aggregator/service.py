@@ -7,6 +7,7 @@ consistent with one instant.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from decimal import Decimal
 from functools import wraps
@@ -40,6 +41,7 @@ def _maps_errors(method: _Handler[_Servicer, _Req, _Resp]) -> _Handler[_Servicer
 
     @wraps(method)
     async def wrapper(self: _Servicer, request: _Req, context: _Context) -> _Resp:
+        self.activity.started()
         try:
             return await method(self, request, context)
         except OracleError as error:
@@ -48,8 +50,31 @@ def _maps_errors(method: _Handler[_Servicer, _Req, _Resp]) -> _Handler[_Servicer
             )
             await context.abort(error.status, str(error))
             raise  # unreachable: abort raises; keeps type checkers and readers honest
+        finally:
+            self.activity.finished()
 
     return wrapper
+
+
+class Activity:
+    """Calls in progress and when the last one started or ended: what a graceful drain waits on."""
+
+    __slots__ = ("in_flight", "last_change")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.last_change = time.monotonic()
+
+    def started(self) -> None:
+        self.in_flight += 1
+        self.last_change = time.monotonic()
+
+    def finished(self) -> None:
+        self.in_flight -= 1
+        self.last_change = time.monotonic()
+
+    def quiet_for(self, seconds: float) -> bool:
+        return self.in_flight == 0 and time.monotonic() - self.last_change >= seconds
 
 
 def _label(config: AggregatorConfig) -> str:
@@ -69,7 +94,12 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self._clock = clock
         self._started = clock()
         self.draining = False
+        self.activity = Activity()
         self._logged_aggregate: tuple[Decimal, int, int] | None = None
+
+    @property
+    def book(self) -> Book:
+        return self._book
 
     # -- SubmitPrice -----------------------------------------------------------------------
 

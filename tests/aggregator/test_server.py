@@ -1,0 +1,223 @@
+"""The real gRPC server on a loopback port: what a node or a monitoring client sees."""
+
+import math
+
+import grpc
+import pytest
+
+from aggregator.config import AggregatorConfig
+from aggregator.server import build_server
+from common.proto import oracle_pb2 as pb
+from common.proto import oracle_pb2_grpc
+
+from .conftest import T0, FakeClock
+
+
+@pytest.fixture
+async def running(clock):
+    bound = build_server(AggregatorConfig(host="127.0.0.1", port=0), clock=clock)
+    await bound.server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}")
+    yield bound, oracle_pb2_grpc.OracleServiceStub(channel)
+    await channel.close()
+    await bound.server.stop(None)
+
+
+def submit_request(source="binance", price=100000.0, node_id=None, timestamp=T0, **extra):
+    return pb.PriceRequest(
+        price=price,
+        timestamp=timestamp,
+        source=source,
+        node_id=f"{source[:8]}-node" if node_id is None else node_id,
+        **extra,
+    )
+
+
+async def test_three_exchanges_then_their_mean(running):
+    _, stub = running
+    for source, price in (("binance", 106170.10), ("coinbase", 106160.42), ("kraken", 106150.74)):
+        response = await stub.SubmitPrice(submit_request(source, price))
+        assert response.success
+        assert response.message == "Price data received"
+    answer = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+    assert answer.success
+    assert answer.aggregated_price == pytest.approx(106160.42)
+    assert answer.data_points == 3
+    assert answer.aggregate_minute == T0
+    assert answer.active_nodes == 3
+    assert sorted(p.source for p in answer.recent_prices) == ["binance", "coinbase", "kraken"]
+    assert "BTC/USD 106160.42 from 3 exchange(s)" in answer.message
+    assert not answer.simulated
+
+
+async def test_fourth_node_on_existing_exchange_keeps_three_exchanges(running):
+    _, stub = running
+    for source, price in (("binance", 100.0), ("coinbase", 200.0), ("kraken", 300.0)):
+        await stub.SubmitPrice(submit_request(source, price))
+    await stub.SubmitPrice(submit_request("kraken", 300.0, node_id="kraken-node-b"))
+    answer = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+    assert answer.data_points == 3
+    assert answer.aggregated_price == pytest.approx(200.0)
+    assert answer.active_nodes == 4
+    kraken = next(p for p in answer.recent_prices if p.source == "kraken")
+    assert kraken.node_count == 2
+    assert kraken.node_id == "kraken-node,kraken-node-b"
+
+
+async def test_health_probe_is_not_counted_as_a_node(running):
+    _, stub = running
+    await stub.SubmitPrice(submit_request("kraken", 100.0))
+    for _ in range(3):
+        health = await stub.HealthCheck(pb.HealthRequest(node_id="test-client"))
+    assert health.active_nodes == 1
+    assert health.healthy
+    assert health.version == "0.1.0"
+    assert "1 exchange(s) fresh (kraken)" in health.message
+
+
+async def test_health_without_data_is_unhealthy_with_reason(running):
+    _, stub = running
+    health = await stub.HealthCheck(pb.HealthRequest(node_id="probe"))
+    assert not health.healthy
+    assert "no prices submitted yet" in health.message
+
+
+async def test_no_fresh_data_says_why(running, clock):
+    _, stub = running
+    await stub.SubmitPrice(submit_request("kraken", 100.0))
+    clock.now = T0 + 60 + 121
+    answer = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+    assert not answer.success
+    assert "no fresh prices" in answer.message
+    assert "kraken stale" in answer.message
+
+
+async def test_source_filter_returns_that_exchange(running):
+    _, stub = running
+    await stub.SubmitPrice(submit_request("binance", 100.0))
+    await stub.SubmitPrice(submit_request("kraken", 300.0))
+    answer = await stub.GetAggregatedPrice(pb.GetPriceRequest(source_filter="kraken"))
+    assert answer.success
+    assert answer.aggregated_price == 300.0
+    assert [p.source for p in answer.recent_prices] == ["kraken"]
+    missing = await stub.GetAggregatedPrice(pb.GetPriceRequest(source_filter="coinbase"))
+    assert not missing.success
+    assert missing.message == "no fresh price from coinbase"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.GetAggregatedPrice(pb.GetPriceRequest(source_filter="bitstamp"))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_resubmission_is_idempotent_and_conflict_refused(running):
+    _, stub = running
+    await stub.SubmitPrice(submit_request("kraken", 100.0))
+    again = await stub.SubmitPrice(submit_request("kraken", 100.0))
+    assert again.success
+    assert again.duplicate
+    with pytest.raises(grpc.aio.AioRpcError) as conflict:
+        await stub.SubmitPrice(submit_request("kraken", 101.0))
+    assert conflict.value.code() is grpc.StatusCode.ALREADY_EXISTS
+
+
+BAD_REQUESTS = {
+    "price zero": (submit_request(price=0.0), "price"),
+    "price negative": (submit_request(price=-5.0), "price"),
+    "price nan": (submit_request(price=math.nan), "price"),
+    "price inf": (submit_request(price=math.inf), "price"),
+    "timestamp missing": (submit_request(timestamp=0), "timestamp"),
+    "timestamp not minute": (submit_request(timestamp=T0 + 7), "timestamp"),
+    "timestamp far future": (submit_request(timestamp=T0 + 240), "timestamp"),
+    "timestamp too late": (submit_request(timestamp=T0 - 660), "timestamp"),
+    "node_id empty": (submit_request(node_id=""), "node_id"),
+    "node_id too long": (submit_request(node_id="n" * 65), "node_id"),
+    "node_id control chars": (submit_request(node_id="evil\nlevel=error"), "node_id"),
+    "source empty": (pb.PriceRequest(price=1.0, timestamp=T0, node_id="x"), "source"),
+    "source too long": (submit_request(source="b" * 65), "source"),
+    "source unknown": (submit_request(source="bitstamp"), "source"),
+    "source wrong case": (submit_request(source="Binance"), "source"),
+    "quote unknown": (submit_request(quote="EUR"), "quote"),
+    "symbol hostile": (submit_request(symbol="BTC USD;drop"), "symbol"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+async def test_bad_input_is_refused_and_changes_nothing(running, case):
+    bound, stub = running
+    await stub.SubmitPrice(submit_request("coinbase", 100.0))
+    await stub.SubmitPrice(submit_request("kraken", 110.0, timestamp=T0 - 60))
+    state_before = bound.servicer.book.snapshot()
+    answer_before = (await stub.GetAggregatedPrice(pb.GetPriceRequest())).SerializeToString()
+    health_before = await stub.HealthCheck(pb.HealthRequest())
+
+    request, field = BAD_REQUESTS[case]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.SubmitPrice(request)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith(f"{field}:")
+
+    assert bound.servicer.book.snapshot() == state_before
+    answer_after = (await stub.GetAggregatedPrice(pb.GetPriceRequest())).SerializeToString()
+    assert answer_after == answer_before
+    health_after = await stub.HealthCheck(pb.HealthRequest())
+    assert health_after.active_nodes == health_before.active_nodes
+
+
+async def test_simulated_price_refused_by_real_aggregator(running):
+    bound, stub = running
+    before = bound.servicer.book.snapshot()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.SubmitPrice(submit_request(simulated=True))
+    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert bound.servicer.book.snapshot() == before
+
+
+async def test_simulate_mode_labels_everything_and_refuses_real_prices():
+    clock = FakeClock(T0 + 65)
+    bound = build_server(AggregatorConfig(host="127.0.0.1", port=0, simulate=True), clock=clock)
+    await bound.server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
+            stub = oracle_pb2_grpc.OracleServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.SubmitPrice(submit_request())
+            assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+            response = await stub.SubmitPrice(submit_request(simulated=True))
+            assert response.message.startswith("SIMULATED")
+            answer = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+            assert answer.simulated
+            assert answer.message.startswith("SIMULATED BTC/USD")
+            health = await stub.HealthCheck(pb.HealthRequest())
+            assert health.simulated
+            assert health.message.startswith("SIMULATED")
+    finally:
+        await bound.server.stop(None)
+
+
+async def test_unimplemented_rpcs_say_so(running):
+    _, stub = running
+    with pytest.raises(grpc.aio.AioRpcError) as update:
+        await stub.UpdateConfig(pb.ConfigRequest(node_id="n", fetch_interval=30))
+    assert update.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert "not implemented" in update.value.details()
+    call = stub.StreamPrices()
+    await call.done_writing()
+    with pytest.raises(grpc.aio.AioRpcError) as stream:
+        await call.read()
+    assert stream.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_oversized_request_is_refused(running):
+    bound, stub = running
+    before = bound.servicer.book.snapshot()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.SubmitPrice(submit_request(signature="s" * 100_000))
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert bound.servicer.book.snapshot() == before
+
+
+async def test_taken_port_is_a_clear_error(running):
+    bound, _ = running
+    from common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="port is taken"):
+        build_server(AggregatorConfig(host="127.0.0.1", port=bound.port))
