@@ -63,7 +63,7 @@ def configure_logging(
         processors.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        renderer = structlog.dev.ConsoleRenderer(colors=False, sort_keys=False)
     processors.append(renderer)
 
     structlog.configure(
