@@ -125,8 +125,11 @@ def main(
 
 
 def _once(config: NodeConfig) -> int:
-    # Logs go to stderr (warnings only) so stdout holds exactly one JSON object.
-    configure_logging("warning", None, service="oracle-node")
+    # stdout holds exactly one JSON object: logs go to the log file, else warnings to stderr.
+    if config.log_file is not None:
+        configure_logging(config.log_level, config.log_file, service="oracle-node")
+    else:
+        configure_logging("warning", None, service="oracle-node")
     try:
         candle = asyncio.run(fetch_once(config))
     except (FetchError, InvalidCandleError) as error:

@@ -1,0 +1,188 @@
+"""The three adapters against real-format bodies: the right minute, never the forming one."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from oracle_node.errors import (
+    CandleNotYetAvailableError,
+    MalformedResponseError,
+    PermanentFetchError,
+    RateLimitedError,
+    TransientFetchError,
+)
+from oracle_node.exchanges import ADAPTERS, get_adapter, quote_of
+from tests.oracle_node.fakes import FORMING, NEWEST_CLOSED, fixture
+
+binance = get_adapter("binance")
+coinbase = get_adapter("coinbase")
+kraken = get_adapter("kraken")
+
+
+def test_registry_knows_the_three_exchanges() -> None:
+    assert sorted(ADAPTERS) == ["binance", "coinbase", "kraken"]
+    with pytest.raises(KeyError, match="known: binance, coinbase, kraken"):
+        get_adapter("bitstamp")
+
+
+@pytest.mark.parametrize(
+    ("symbol", "quote"),
+    [("BTCUSDT", "USDT"), ("BTCUSD", "USD"), ("BTC-USD", "USD"), ("XBTUSD", "USD")],
+)
+def test_quote_follows_the_symbol(symbol: str, quote: str) -> None:
+    assert quote_of(symbol) == quote
+
+
+def test_quote_refuses_other_currencies() -> None:
+    with pytest.raises(ValueError, match="BTCEUR"):
+        quote_of("BTCEUR")
+
+
+# --- Binance ---------------------------------------------------------------------------------
+
+
+def test_binance_closed_minute_is_parsed_exactly() -> None:
+    candle = binance.parse(fixture("binance_klines_ok.json"), "BTCUSDT", NEWEST_CLOSED)
+    assert candle.minute == NEWEST_CLOSED
+    assert candle.close == Decimal("102299.30000000")
+    assert (candle.open, candle.high, candle.low) == (
+        Decimal("102279.70000000"),
+        Decimal("102311.00000000"),
+        Decimal("102214.50000000"),
+    )
+    assert (candle.exchange, candle.symbol, candle.quote) == ("binance", "BTCUSDT", "USDT")
+
+
+def test_binance_forming_last_row_is_never_returned() -> None:
+    with pytest.raises(CandleNotYetAvailableError, match="forming"):
+        binance.parse(fixture("binance_klines_ok.json"), "BTCUSDT", FORMING)
+
+
+def test_binance_missing_minute_is_not_replaced_by_an_older_one() -> None:
+    with pytest.raises(CandleNotYetAvailableError):
+        binance.parse(fixture("binance_klines_ok.json"), "BTCUSDT", FORMING + 60)
+
+
+def test_binance_us_has_the_same_format_and_a_usd_pair() -> None:
+    candle = binance.parse(fixture("binanceus_klines_ok.json"), "BTCUSD", NEWEST_CLOSED)
+    assert candle.close == Decimal("102289.90000000")
+    assert candle.quote == "USD"
+
+
+def test_binance_docs_example_parses() -> None:
+    body = fixture("binance_klines_docs_example.json")
+    # The docs' single row is also the last row: only a later row proves it closed.
+    with pytest.raises(CandleNotYetAvailableError):
+        binance.parse(body, "BTCUSDT", 1499040000)
+
+
+def test_binance_request_is_the_real_path() -> None:
+    request = binance.request("BTCUSDT", NEWEST_CLOSED)
+    assert request.path == "/api/v3/klines"
+    assert request.params["symbol"] == "BTCUSDT"
+    assert request.params["interval"] == "1m"
+
+
+def test_binance_geo_block_suggests_binance_us() -> None:
+    message = binance.error_message(451, fixture("binance_451_restricted_location.json"))
+    assert "https://api.binance.us" in message
+    assert "restricted location" in message
+
+
+def test_binance_invalid_symbol_message_is_binances_own() -> None:
+    assert "Invalid symbol." in binance.error_message(
+        400, fixture("binance_error_invalid_symbol.json")
+    )
+
+
+# --- Coinbase --------------------------------------------------------------------------------
+
+
+def test_coinbase_row_order_low_high_open_close() -> None:
+    candle = coinbase.parse(fixture("coinbase_candles_ok.json"), "BTC-USD", NEWEST_CLOSED)
+    assert candle.low == Decimal("102203.8")
+    assert candle.high == Decimal("102300.3")
+    assert candle.open == Decimal("102269.0")
+    assert candle.close == Decimal("102288.6")
+    assert candle.quote == "USD"
+
+
+def test_coinbase_numbers_are_decimals_not_floats() -> None:
+    candle = coinbase.parse(fixture("coinbase_candles_ok.json"), "BTC-USD", NEWEST_CLOSED)
+    assert isinstance(candle.close, Decimal)
+    assert str(candle.close) == "102288.6"
+
+
+def test_coinbase_lagging_minute_is_not_yet_available() -> None:
+    with pytest.raises(CandleNotYetAvailableError, match="not published"):
+        coinbase.parse(fixture("coinbase_candles_lagging.json"), "BTC-USD", NEWEST_CLOSED)
+
+
+def test_coinbase_request_has_granularity_60_and_the_product_path() -> None:
+    request = coinbase.request("BTC-USD", NEWEST_CLOSED)
+    assert request.path == "/products/BTC-USD/candles"
+    assert request.params["granularity"] == "60"
+    assert request.params["start"] < request.params["end"]
+
+
+# --- Kraken ----------------------------------------------------------------------------------
+
+
+def test_kraken_committed_minute_is_parsed() -> None:
+    candle = kraken.parse(fixture("kraken_ohlc_ok.json"), "XBTUSD", NEWEST_CLOSED)
+    assert candle.close == Decimal("102290.7")
+    assert candle.low == Decimal("102205.9")
+    assert candle.quote == "USD"
+
+
+def test_kraken_last_row_is_always_forming() -> None:
+    # The original node submitted this row: a price that was still moving.
+    with pytest.raises(CandleNotYetAvailableError, match="forming"):
+        kraken.parse(fixture("kraken_ohlc_ok.json"), "XBTUSD", FORMING)
+
+
+def test_kraken_docs_example_takes_the_pair_key_not_last() -> None:
+    candle = kraken.parse(fixture("kraken_ohlc_docs_example.json"), "XBTUSD", 1688671260)
+    assert candle.close == Decimal("30300.0")
+
+
+@pytest.mark.parametrize("name", ["kraken_error_rate_limit_eapi.json", "kraken_rate_limit.json"])
+def test_kraken_rate_limit_inside_http_200_is_a_rate_limit(name: str) -> None:
+    with pytest.raises(RateLimitedError):
+        kraken.parse(fixture(name), "XBTUSD", NEWEST_CLOSED)
+
+
+def test_kraken_unknown_pair_is_permanent() -> None:
+    with pytest.raises(PermanentFetchError, match="Unknown asset pair"):
+        kraken.parse(fixture("kraken_error_unknown_pair.json"), "XBTUSD", NEWEST_CLOSED)
+
+
+def test_kraken_service_unavailable_is_transient() -> None:
+    with pytest.raises(TransientFetchError, match="EService:Unavailable"):
+        kraken.parse(b'{"error":["EService:Unavailable"]}', "XBTUSD", NEWEST_CLOSED)
+
+
+def test_kraken_invalid_json_names_kraken() -> None:
+    with pytest.raises(MalformedResponseError, match="Failed to parse Kraken JSON response"):
+        kraken.parse(b'{"error":[],"result":{"XXBTZUSD":[[17373', "XBTUSD", NEWEST_CLOSED)
+
+
+def test_kraken_request_asks_since_before_the_minute() -> None:
+    request = kraken.request("XBTUSD", NEWEST_CLOSED)
+    assert request.path == "/0/public/OHLC"
+    assert request.params["pair"] == "XBTUSD"
+    assert request.params["interval"] == "1"
+    assert int(request.params["since"]) < NEWEST_CLOSED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>502 Bad Gateway</html>", b"", b'{"unexpected": true}', b"[[1, 2]]"],
+)
+@pytest.mark.parametrize("venue", ["binance", "coinbase", "kraken"])
+def test_garbage_is_malformed_not_a_price(venue: str, body: bytes) -> None:
+    adapter = get_adapter(venue)
+    with pytest.raises((MalformedResponseError, CandleNotYetAvailableError)):
+        adapter.parse(body, adapter.default_symbol, NEWEST_CLOSED)
