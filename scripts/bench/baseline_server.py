@@ -1,0 +1,127 @@
+"""The bare baseline: a `grpc.aio` OracleService whose RPCs return one prebuilt constant answer.
+
+It measures what gRPC and Python cost on this machine with no oracle logic at all, so the
+aggregator's figures can be read as a ratio ("0.85x the bare server") that means the same on a
+laptop and on a 2-core CI runner. The answers have the same shape and size as real ones (three
+recent prices, a message) so serialisation costs match. Run as
+`python -m bench.baseline_server --port 0`; it prints `PORT <n>` once listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+
+from common.proto import oracle_pb2, oracle_pb2_grpc
+
+_MINUTE = 29_000_000 * 60  # an arbitrary fixed candle minute: the answer never changes
+
+_PRICE_RESPONSE = oracle_pb2.PriceResponse(
+    success=True,
+    message="Price data received",
+    aggregated_price=100_000.5,
+    timestamp=_MINUTE + 75,
+    aggregate_minute=_MINUTE,
+    data_points=3,
+)
+
+_GET_RESPONSE = oracle_pb2.GetPriceResponse(
+    success=True,
+    aggregated_price=100_000.5,
+    data_points=3,
+    last_update=_MINUTE + 62,
+    recent_prices=[
+        oracle_pb2.PriceDataPoint(
+            price=100_000.0 + i,
+            timestamp=_MINUTE,
+            source=source,
+            node_id=f"oracle-node-{i + 1}",
+            quote=quote,
+            node_count=1,
+            received_at=_MINUTE + 61,
+        )
+        for i, (source, quote) in enumerate(
+            (("binance", "USDT"), ("coinbase", "USD"), ("kraken", "USD"))
+        )
+    ],
+    aggregate_minute=_MINUTE,
+    active_nodes=3,
+    message="BTC/USD 100000.50 from 3 exchanges for 2025-02-19T05:20Z",
+    simulated=False,
+    age_seconds=15,
+)
+
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class BaselineServicer(oracle_pb2_grpc.OracleServiceServicer):
+    """Constant answers: the cheapest servicer gRPC allows, the yardstick for the real one."""
+
+    def __init__(self) -> None:
+        self._started = time.time()
+
+    async def SubmitPrice(
+        self, request: oracle_pb2.PriceRequest, context: Context
+    ) -> oracle_pb2.PriceResponse:
+        return _PRICE_RESPONSE
+
+    async def GetAggregatedPrice(
+        self, request: oracle_pb2.GetPriceRequest, context: Context
+    ) -> oracle_pb2.GetPriceResponse:
+        return _GET_RESPONSE
+
+    async def HealthCheck(
+        self, request: oracle_pb2.HealthRequest, context: Context
+    ) -> oracle_pb2.HealthResponse:
+        return oracle_pb2.HealthResponse(
+            healthy=True,
+            timestamp=int(time.time()),
+            version="baseline",
+            uptime_seconds=int(time.time() - self._started),
+            message="bare baseline",
+        )
+
+    async def UpdateConfig(
+        self, request: oracle_pb2.ConfigRequest, context: Context
+    ) -> oracle_pb2.ConfigResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of the baseline")
+
+    def StreamPrices(
+        self, request_iterator: object, context: Context
+    ) -> (
+        Iterator[oracle_pb2.AggregatedPriceUpdate] | AsyncIterator[oracle_pb2.AggregatedPriceUpdate]
+    ):
+        raise NotImplementedError("not part of the baseline")
+
+
+async def serve(host: str, port: int) -> None:
+    server = grpc.aio.server()
+    oracle_pb2_grpc.add_OracleServiceServicer_to_server(BaselineServicer(), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    print(f"PORT {bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await server.stop(grace=1.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

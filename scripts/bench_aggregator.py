@@ -1,0 +1,419 @@
+"""Aggregator throughput, latency and memory, measured against a bare grpc.aio baseline.
+
+Starts, all on loopback: the bare baseline server (constant answers, `bench.baseline_server`),
+the real `aggregator` CLI process (real clock), and the real aggregator server on an accelerated
+clock (`bench.aggregator_host`; see there why). A load generator in separate processes keeps N
+calls in flight and records every latency; the report gives calls/s, p50/p99/p99.9 and the ratio
+to the baseline measured in the same run, against the goals of the benchmark issue. Then the
+memory check: the aggregator's RSS after 10,000 and after 1,000,000 new reports.
+
+    .venv/bin/python scripts/bench_aggregator.py                 # full run (~5 minutes)
+    .venv/bin/python scripts/bench_aggregator.py --smoke         # seconds: CI keeps it working
+    .venv/bin/python scripts/bench_aggregator.py --json bench-results/aggregator.json
+
+Exit status 0 when the benchmark ran (goals missed are reported, not failed); 1 when a process
+could not start or a call kept failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from bench.loadgen import run_load
+from bench.procs import ServiceProcess, free_port, grpc_answers, rss_kib, venv_command
+from bench.report import (
+    NOT_IMPLEMENTED,
+    fmt_ms,
+    fmt_rate,
+    machine,
+    machine_line,
+    markdown_table,
+)
+from bench.stats import LoadFigures
+from bench.traffic import ServerClock, fresh_seed_requests
+
+from common.proto import oracle_pb2, oracle_pb2_grpc
+
+# Goals from the benchmark issue, measured on a 2-core machine.
+GOAL_SUBMIT_RATIO = 0.8
+GOAL_SIGNED_RATIO = 0.6
+GOAL_GET_RATIO = 0.9
+GOAL_P99_MS = 10.0
+GOAL_P99_IN_FLIGHT = 16
+GOAL_MEMORY_GROWTH_MB = 20.0
+
+
+@dataclass
+class Row:
+    """One line of the table: a workload at one in-flight level, with its baseline."""
+
+    label: str
+    rpc: str
+    concurrency: int
+    figures: LoadFigures | None
+    baseline: LoadFigures | None
+    goal_ratio: float | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.figures is None or self.baseline is None or not self.baseline.calls_per_s:
+            return None
+        return self.figures.calls_per_s / self.baseline.calls_per_s
+
+    def verdicts(self) -> list[str]:
+        found = []
+        ratio = self.ratio
+        if self.goal_ratio is not None and ratio is not None:
+            met = "met" if ratio >= self.goal_ratio else "MISSED"
+            found.append(f">= {self.goal_ratio:.1f}x {met}")
+        if self.figures is not None and self.concurrency == GOAL_P99_IN_FLIGHT:
+            met = "met" if self.figures.p99_ms < GOAL_P99_MS else "MISSED"
+            found.append(f"p99 < {GOAL_P99_MS:g} ms {met}")
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "rpc": self.rpc,
+            "in_flight": self.concurrency,
+            "figures": self.figures.as_dict() if self.figures else None,
+            "baseline": self.baseline.as_dict() if self.baseline else None,
+            "ratio": self.ratio,
+            "goal_ratio": self.goal_ratio,
+            "verdicts": self.verdicts(),
+            "notes": self.notes,
+        }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--concurrency", default="1,16,64", help="in-flight levels, comma-separated"
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per level")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unrecorded seconds per level")
+    parser.add_argument("--processes", type=int, default=1, help="load generator processes")
+    parser.add_argument("--nodes", type=int, default=300, help="node ids per SubmitPrice run")
+    parser.add_argument(
+        "--clock-speed",
+        type=float,
+        default=3000.0,
+        help="accelerated clock of the new-report and memory runs (x real time)",
+    )
+    parser.add_argument("--memory-submissions", type=int, default=1_000_000)
+    parser.add_argument("--memory-first", type=int, default=10_000, help="first RSS reading")
+    parser.add_argument("--memory-concurrency", type=int, default=16)
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory check")
+    parser.add_argument("--log-level", default="info", help="the aggregator's log level")
+    parser.add_argument("--log-dir", type=Path, help="keep server logs here (default: temp dir)")
+    parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny run (seconds): checks the benchmark works"
+    )
+    args = parser.parse_args()
+    if args.smoke:
+        args.concurrency = "4"
+        args.duration = 0.4
+        args.warmup = 0.1
+        args.memory_submissions = min(args.memory_submissions, 2_000)
+        args.memory_first = min(args.memory_first, 200)
+        args.memory_concurrency = 4
+    args.levels = [int(level) for level in args.concurrency.split(",") if level.strip()]
+    if args.memory_first >= args.memory_submissions:
+        parser.error("--memory-first must be below --memory-submissions")
+    return args
+
+
+def seed_fresh_prices(target: str) -> None:
+    """Three nodes per exchange for the last closed minutes, so reads have an aggregate."""
+    with grpc.insecure_channel(target) as channel:
+        stub = oracle_pb2_grpc.OracleServiceStub(channel)
+        for request in fresh_seed_requests(ServerClock(time.time()), simulated=False):
+            stub.SubmitPrice(request, timeout=5)
+        answer = stub.GetAggregatedPrice(oracle_pb2.GetPriceRequest(), timeout=5)
+    if not answer.success or answer.data_points != 3:
+        raise RuntimeError(f"seeding gave no 3-exchange aggregate: {answer.message}")
+
+
+def start_grpc_service(name: str, argv: list[str], log_dir: Path, port: int) -> ServiceProcess:
+    service = ServiceProcess(name, argv, log_dir)
+    try:
+        service.wait_until(lambda: grpc_answers(f"127.0.0.1:{port}"))
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+def aggregator_cli(port: int, log_dir: Path, log_level: str) -> list[str]:
+    return [
+        venv_command("aggregator"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-file",
+        str(log_dir / "aggregator.log"),
+        "--log-level",
+        log_level,
+    ]
+
+
+def aggregator_accelerated(
+    port: int, clock: ServerClock, log_file: Path, log_level: str
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bench.aggregator_host",
+        "--port",
+        str(port),
+        "--t0",
+        repr(clock.t0),
+        "--speed",
+        repr(clock.speed),
+        "--log-file",
+        str(log_file),
+        "--log-level",
+        log_level,
+    ]
+
+
+def check_errors(row: Row) -> None:
+    for figures in (row.figures, row.baseline):
+        if figures is not None and figures.errors:
+            row.notes.append(f"{figures.errors} failed calls: {figures.error_codes}")
+
+
+def throughput(args: argparse.Namespace, log_dir: Path) -> list[Row]:
+    """Baseline and aggregator at every in-flight level, interleaved so they share conditions."""
+    rows: list[Row] = []
+    clock = ServerClock(time.time(), args.clock_speed)
+    ports = {name: free_port() for name in ("baseline", "cli", "accelerated")}
+    baseline_argv = [sys.executable, "-m", "bench.baseline_server", "--port"]
+    with (
+        start_grpc_service(
+            "baseline", [*baseline_argv, str(ports["baseline"])], log_dir, ports["baseline"]
+        ) as _baseline,
+        start_grpc_service(
+            "aggregator-cli",
+            aggregator_cli(ports["cli"], log_dir, args.log_level),
+            log_dir,
+            ports["cli"],
+        ) as cli,
+        start_grpc_service(
+            "aggregator-accelerated",
+            aggregator_accelerated(
+                ports["accelerated"],
+                clock,
+                log_dir / "aggregator-accelerated.log",
+                args.log_level,
+            ),
+            log_dir,
+            ports["accelerated"],
+        ) as accelerated,
+    ):
+        targets = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+        seed_fresh_prices(targets["cli"])
+        load = {"processes": args.processes, "warmup": args.warmup, "duration": args.duration}
+        for level in args.levels:
+            print(f"  SubmitPrice, {level} in flight ...", file=sys.stderr, flush=True)
+            base = run_load(targets["baseline"], "submit", level, **load)
+            new = run_load(
+                targets["accelerated"],
+                "submit",
+                level,
+                clock=clock,
+                nodes=args.nodes,
+                node_prefix=f"new{level}",
+                **load,
+            )
+            real = run_load(targets["cli"], "submit", level, nodes=args.nodes, **load)
+            rows.append(
+                Row("SubmitPrice: new reports", "submit", level, new, base, GOAL_SUBMIT_RATIO)
+            )
+            share = real.duplicates / real.calls if real.calls else 0.0
+            rows.append(
+                Row(
+                    f"SubmitPrice: CLI, real clock ({share:.0%} resubmitted)",
+                    "submit",
+                    level,
+                    real,
+                    base,
+                    GOAL_SUBMIT_RATIO,
+                )
+            )
+            rows.append(Row("bare baseline SubmitPrice", "submit", level, base, base, None))
+        for level in args.levels:
+            print(f"  GetAggregatedPrice, {level} in flight ...", file=sys.stderr, flush=True)
+            base = run_load(targets["baseline"], "get", level, **load)
+            real = run_load(targets["cli"], "get", level, **load)
+            rows.append(Row("GetAggregatedPrice", "get", level, real, base, GOAL_GET_RATIO))
+            rows.append(Row("bare baseline GetAggregatedPrice", "get", level, base, base, None))
+        for service in (cli, accelerated):
+            code = service.stop()
+            if code != 0:
+                raise RuntimeError(
+                    f"{service.name} exited with {code} on SIGTERM:\n{service.log_tail()}"
+                )
+    for row in rows:
+        check_errors(row)
+    return rows
+
+
+def memory(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """RSS after `memory_first` and after `memory_submissions` new reports (accelerated clock)."""
+    clock = ServerClock(time.time(), args.clock_speed)
+    port = free_port()
+    print(f"  memory: {args.memory_submissions:,} submissions ...", file=sys.stderr, flush=True)
+    argv = aggregator_accelerated(port, clock, log_dir / "aggregator-memory.log", args.log_level)
+    with start_grpc_service("aggregator-memory", argv, log_dir, port) as service:
+        target = f"127.0.0.1:{port}"
+        idle = rss_kib(service.pid)
+        common = {"clock": clock, "nodes": args.nodes, "processes": args.processes}
+        first = run_load(
+            target,
+            "submit",
+            args.memory_concurrency,
+            count=args.memory_first,
+            node_prefix="mem-a",
+            **common,
+        )
+        after_first = rss_kib(service.pid)
+        rest = run_load(
+            target,
+            "submit",
+            args.memory_concurrency,
+            count=args.memory_submissions - args.memory_first,
+            node_prefix="mem-b",
+            **common,
+        )
+        after_all = rss_kib(service.pid)
+    growth_mb = (after_all - after_first) * 1024 / 1e6
+    return {
+        "submissions_first": args.memory_first,
+        "submissions_total": args.memory_submissions,
+        "rss_idle_mb": idle * 1024 / 1e6,
+        "rss_after_first_mb": after_first * 1024 / 1e6,
+        "rss_after_total_mb": after_all * 1024 / 1e6,
+        "growth_mb": growth_mb,
+        "goal_growth_mb": GOAL_MEMORY_GROWTH_MB,
+        "met": growth_mb < GOAL_MEMORY_GROWTH_MB,
+        "failed_calls": first.errors + rest.errors,
+        "error_codes": {**first.error_codes, **rest.error_codes},
+        "duplicates": first.duplicates + rest.duplicates,
+        "calls_per_s": rest.calls_per_s,
+        "candle_minutes_covered": int((first.seconds + rest.seconds) * args.clock_speed // 60),
+    }
+
+
+def table(rows: list[Row]) -> str:
+    header = [
+        "RPC",
+        "in flight",
+        "calls/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "baseline calls/s",
+        "ratio",
+        "goal",
+    ]
+    lines: list[list[str]] = []
+    for row in rows:
+        figures, ratio = row.figures, row.ratio
+        if figures is None or row.baseline is None or ratio is None:
+            lines.append([row.label, str(row.concurrency), NOT_IMPLEMENTED, *[""] * 6])
+            continue
+        lines.append(
+            [
+                row.label,
+                str(row.concurrency),
+                fmt_rate(figures.calls_per_s),
+                fmt_ms(figures.p50_ms),
+                fmt_ms(figures.p99_ms),
+                fmt_ms(figures.p999_ms),
+                fmt_rate(row.baseline.calls_per_s),
+                f"{ratio:.2f}x",
+                "; ".join(row.verdicts()),
+            ]
+        )
+    for label, goal in (
+        ("SubmitPrice: signed", GOAL_SIGNED_RATIO),
+        ("SubmitPrice: SQLite history on", GOAL_SUBMIT_RATIO),
+    ):
+        lines.append([label, "", NOT_IMPLEMENTED, "", "", "", "", "", f">= {goal:.1f}x"])
+    return markdown_table(header, lines)
+
+
+def memory_text(result: dict[str, Any]) -> str:
+    verdict = "met" if result["met"] else "MISSED"
+    text = (
+        f"Memory (aggregator RSS, accelerated clock, {result['candle_minutes_covered']:,} candle "
+        f"minutes): idle {result['rss_idle_mb']:.1f} MB, after "
+        f"{result['submissions_first']:,} submissions {result['rss_after_first_mb']:.1f} MB, "
+        f"after {result['submissions_total']:,} {result['rss_after_total_mb']:.1f} MB: "
+        f"growth {result['growth_mb']:+.1f} MB (goal < {result['goal_growth_mb']:g} MB {verdict})"
+    )
+    if result["failed_calls"]:
+        text += f"; {result['failed_calls']} failed calls {result['error_codes']}"
+    return text
+
+
+def main() -> int:
+    args = parse_args()
+    info = machine()
+    print(f"Machine: {machine_line(info)}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-aggregator-") as tmp:
+        log_dir = args.log_dir or Path(tmp)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            rows = throughput(args, log_dir)
+            mem = None if args.no_memory else memory(args, log_dir)
+        except RuntimeError as error:
+            print(f"benchmark failed: {error}", file=sys.stderr)
+            return 1
+    print(
+        f"\nThroughput and latency ({args.duration:g} s per level after {args.warmup:g} s warm-up,"
+        f" {args.processes} load process(es), {args.nodes} node ids, ratio = calls/s over the"
+        " bare grpc.aio baseline of the same run):\n"
+    )
+    print(table(rows))
+    for row in rows:
+        for note in row.notes:
+            print(f"  note: {row.label} @ {row.concurrency}: {note}")
+    if mem is not None:
+        print("\n" + memory_text(mem))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "machine": info,
+            "settings": {
+                key: (str(value) if isinstance(value, Path) else value)
+                for key, value in vars(args).items()
+            },
+            "rows": [row.as_dict() for row in rows],
+            "not_implemented": ["SubmitPrice: signed", "SubmitPrice: SQLite history on"],
+            "memory": mem,
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        print(f"\nfigures written to {args.json}")
+    failed = any(row.figures and row.figures.errors for row in rows) or bool(
+        mem and mem["failed_calls"]
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
