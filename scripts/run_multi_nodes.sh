@@ -54,7 +54,7 @@ for entry in "${oracle_nodes[@]}"; do
   case "$PIDFILE_STATE" in
     running) refused+=("$exchange: node PID $PIDFILE_PID is still running ($(pidfile_path "$name"))") ;;
     stale)
-      echo "==> removing stale PID file $(pidfile_path "$name") (PID ${PIDFILE_PID:-?} is not running)"
+      echo "==> removing stale PID file $(pidfile_path "$name") ($PIDFILE_REASON)"
       rm -f "$(pidfile_path "$name")"
       ;;
   esac
@@ -67,7 +67,7 @@ if [ "${#refused[@]}" -gt 0 ]; then
 fi
 
 # shellcheck source=scripts/venv.sh
-source "$oracle_root/scripts/venv.sh"
+source "$oracle_root/scripts/venv.sh" ""  # "": not this script's own arguments
 bin="$oracle_root/.venv/bin"
 cd "$oracle_root"
 
@@ -131,25 +131,70 @@ wait_ready() {
   done
 }
 
-summary=()
-
-# --- simulator ----------------------------------------------------------------------------------
+# --- decide: every refusal happens here, before anything is started -----------------------------
 sim_url="http://127.0.0.1:$sim_port"
+sim_log="$log_dir/simulator.log"
+sim_action=none
 if [ "$simulate" = 1 ]; then
-  sim_log="$log_dir/simulator.log"
   pidfile_check simulator
   if [ "$PIDFILE_STATE" = running ]; then
-    wait_ready simulator "$PIDFILE_PID" "$sim_log" sim_answers "$sim_port"
-    summary+=("simulator   PID $PIDFILE_PID (already running)  $sim_url  log $sim_log")
+    sim_action=ours
+    sim_pid="$PIDFILE_PID"
   elif sim_answers "$sim_port"; then
-    [ "$PIDFILE_STATE" = stale ] && rm -f "$(pidfile_path simulator)"
-    summary+=("simulator   (already running, not started by these scripts)  $sim_url")
+    sim_action=external
   elif port_in_use 127.0.0.1 "$sim_port"; then
     echo "REFUSED: port $sim_port is in use by something that is not the exchange simulator;" >&2
     echo "  free it or choose another port: ORACLE_SIM_PORT=8199 $0 --simulate" >&2
     exit 3
   else
-    [ "$PIDFILE_STATE" = stale ] && rm -f "$(pidfile_path simulator)"
+    sim_action=start
+  fi
+  [ "$PIDFILE_STATE" = stale ] && rm -f "$(pidfile_path simulator)"
+fi
+
+want_mode=real
+[ "$simulate" = 1 ] && want_mode=simulated
+agg_target="$aggregator_client_host:$aggregator_port"
+agg_log="$log_dir/aggregator.log"
+pidfile_check aggregator
+agg_pid="$PIDFILE_PID"
+agg_ours="$PIDFILE_STATE"
+[ "$agg_ours" = stale ] && rm -f "$(pidfile_path aggregator)"
+if [ "$agg_ours" = running ]; then
+  # Ours and alive, maybe still starting: give it the usual time to answer.
+  wait_ready aggregator "$agg_pid" "$agg_log" aggregator_mode
+fi
+if mode="$(aggregator_mode)"; then
+  agg_action=reuse
+  if [ "$mode" != "$want_mode" ]; then
+    if [ "$mode" = simulated ]; then
+      echo "REFUSED: the aggregator on $agg_target runs in SIMULATED mode, but real mode was asked." >&2
+      echo "  Real and simulated prices are never mixed: stop it first ($oracle_root/scripts/stop_nodes.sh --all)" >&2
+      echo "  or run with --simulate." >&2
+    else
+      echo "REFUSED: the aggregator on $agg_target runs in REAL mode, but --simulate was asked." >&2
+      echo "  Real and simulated prices are never mixed: stop it first ($oracle_root/scripts/stop_nodes.sh --all)" >&2
+      echo "  or run without --simulate." >&2
+    fi
+    exit 3
+  fi
+elif port_in_use "$aggregator_client_host" "$aggregator_port"; then
+  echo "REFUSED: port $aggregator_port is in use by something that does not answer the oracle's HealthCheck;" >&2
+  echo "  free it or choose another port: ORACLE_AGGREGATOR_PORT=50052 $0" >&2
+  exit 3
+else
+  agg_action=start
+fi
+
+# --- start --------------------------------------------------------------------------------------
+summary=()
+case "$sim_action" in
+  ours)
+    wait_ready simulator "$sim_pid" "$sim_log" sim_answers "$sim_port"
+    summary+=("simulator   PID $sim_pid (already running)  $sim_url  log $sim_log")
+    ;;
+  external) summary+=("simulator   (already running, not started by these scripts)  $sim_url") ;;
+  start)
     sim_args=(--host 127.0.0.1 --port "$sim_port")
     [ -n "${ORACLE_SIM_SEED:-}" ] && sim_args+=(--seed "$ORACLE_SIM_SEED")
     echo "==> starting the exchange simulator on $sim_url"
@@ -158,44 +203,16 @@ if [ "$simulate" = 1 ]; then
     pidfile_write simulator "$sim_pid"
     wait_ready simulator "$sim_pid" "$sim_log" sim_answers "$sim_port"
     summary+=("simulator   PID $sim_pid  $sim_url  log $sim_log")
-  fi
-fi
+    ;;
+esac
 
-# --- aggregator ---------------------------------------------------------------------------------
-want_mode=real
-[ "$simulate" = 1 ] && want_mode=simulated
-agg_target="$aggregator_client_host:$aggregator_port"
-agg_log="$log_dir/aggregator.log"
-pidfile_check aggregator
-if [ "$PIDFILE_STATE" = running ]; then
-  # Ours and alive, maybe still starting: give it the usual time to answer.
-  wait_ready aggregator "$PIDFILE_PID" "$agg_log" aggregator_mode
-fi
-if mode="$(aggregator_mode)"; then
-  if [ "$mode" != "$want_mode" ]; then
-    if [ "$mode" = simulated ]; then
-      echo "REFUSED: the aggregator on $agg_target runs in SIMULATED mode, but real mode was asked." >&2
-      echo "  Real and simulated prices are never mixed. Stop it first ($oracle_root/scripts/stop_nodes.sh --all)" >&2
-      echo "  or run with --simulate." >&2
-    else
-      echo "REFUSED: the aggregator on $agg_target runs in REAL mode, but --simulate was asked." >&2
-      echo "  Real and simulated prices are never mixed. Stop it first ($oracle_root/scripts/stop_nodes.sh --all)" >&2
-      echo "  or run without --simulate." >&2
-    fi
-    exit 3
-  fi
-  if [ "$PIDFILE_STATE" = running ]; then
-    summary+=("aggregator  PID $PIDFILE_PID (already running)  $agg_target  log $agg_log")
+if [ "$agg_action" = reuse ]; then
+  if [ "$agg_ours" = running ]; then
+    summary+=("aggregator  PID $agg_pid (already running)  $agg_target  log $agg_log")
   else
-    [ "$PIDFILE_STATE" = stale ] && rm -f "$(pidfile_path aggregator)"
     summary+=("aggregator  (already running, not started by these scripts)  $agg_target")
   fi
-elif port_in_use "$aggregator_client_host" "$aggregator_port"; then
-  echo "REFUSED: port $aggregator_port is in use by something that does not answer the oracle's HealthCheck;" >&2
-  echo "  free it or choose another port: ORACLE_AGGREGATOR_PORT=50052 $0" >&2
-  exit 3
 else
-  [ "$PIDFILE_STATE" = stale ] && rm -f "$(pidfile_path aggregator)"
   agg_args=(--port "$aggregator_port" --log-file "$agg_log")
   [ -f "$oracle_root/config/aggregator.toml" ] && agg_args+=(--config "$oracle_root/config/aggregator.toml")
   if [ "$simulate" = 1 ]; then agg_args+=(--simulate); else agg_args+=(--no-simulate); fi
@@ -207,7 +224,7 @@ else
   wait_ready aggregator "$agg_pid" "$agg_log" aggregator_mode
   mode="$(aggregator_mode)"
   if [ "$mode" != "$want_mode" ]; then
-    echo "ERROR: the aggregator started in $mode mode, $want_mode was asked (check config/aggregator.toml)" >&2
+    echo "ERROR: the aggregator started in $mode mode, $want_mode was asked" >&2
     echo "  stop it with: $oracle_root/scripts/stop_nodes.sh --all" >&2
     exit 1
   fi

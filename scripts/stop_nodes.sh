@@ -51,7 +51,7 @@ stop_group() {
     case "$PIDFILE_STATE" in
       none) ;;
       stale)
-        echo "==> $name: removing stale PID file (PID ${PIDFILE_PID:-?} is not the process we started)"
+        echo "==> $name: removing stale PID file ($PIDFILE_REASON; no signal sent)"
         rm -f "$(pidfile_path "$name")"
         ;;
       running)

@@ -45,7 +45,7 @@ except ModuleNotFoundError:  # pragma: no cover - exercised by a subprocess test
     _venv_python = _VENV_DIR / "bin" / "python"
     if not _venv_python.exists():
         subprocess.run(
-            ["bash", "-c", 'source "$1/scripts/venv.sh"', "venv", str(_REPO_ROOT)],
+            ["bash", "-c", 'source "$1/scripts/venv.sh" ""', "venv", str(_REPO_ROOT)],
             check=True,
             stdout=sys.stderr,
         )
@@ -241,7 +241,7 @@ def render_text(result: ProbeResult) -> str:
             f"{aggregate['data_points']} exchanges for {when}{age_text}"
         )
     else:
-        lines.append(f"  {label}aggregate: none ({aggregate['message'] or 'no fresh prices'})")
+        lines.append(f"  aggregate: none ({aggregate['message'] or 'no fresh prices'})")
     if aggregate["message"] and aggregate["success"]:
         lines.append(f"  {aggregate['message']}")
     for point in result.inputs:

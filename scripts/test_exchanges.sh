@@ -28,7 +28,7 @@ for arg in "$@"; do
 done
 
 # shellcheck source=scripts/venv.sh
-source "$oracle_root/scripts/venv.sh"
+source "$oracle_root/scripts/venv.sh" ""  # "": not this script's own arguments
 bin="$oracle_root/.venv/bin"
 cd "$oracle_root"
 work="$(mktemp -d)"

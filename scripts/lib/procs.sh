@@ -55,7 +55,7 @@ pidfile_write() {
   mv -f "$file.tmp" "$file"
 }
 
-# pidfile_check NAME: sets PIDFILE_PID and PIDFILE_STATE to one of
+# pidfile_check NAME: sets PIDFILE_PID, PIDFILE_REASON (why stale) and PIDFILE_STATE to one of
 #   none     no PID file;
 #   running  the recorded process is alive and is the one that was started;
 #   stale    the file names a dead process, or a PID now used by another process, or is garbage.
@@ -64,14 +64,23 @@ pidfile_check() {
   file="$(pidfile_path "$name")"
   PIDFILE_PID=""
   PIDFILE_STATE=none
+  PIDFILE_REASON=""
   [ -e "$file" ] || return 0
   PIDFILE_STATE=stale
   pid="$(sed -n 1p "$file" 2>/dev/null)"
   recorded="$(sed -n 2p "$file" 2>/dev/null)"
-  case "$pid" in '' | *[!0-9]*) return 0 ;; esac
+  case "$pid" in '' | *[!0-9]*)
+    PIDFILE_REASON="it holds no PID"
+    return 0
+    ;;
+  esac
   PIDFILE_PID="$pid"
   current="$(proc_identity "$pid")"
-  if [ -n "$current" ] && [ -n "$recorded" ] && [ "$current" = "$recorded" ]; then
+  if [ -z "$current" ]; then
+    PIDFILE_REASON="PID $pid is no longer running"
+  elif [ "$current" != "$recorded" ]; then
+    PIDFILE_REASON="PID $pid now belongs to another process, started $current"
+  else
     PIDFILE_STATE=running
   fi
 }
