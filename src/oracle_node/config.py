@@ -250,7 +250,11 @@ def _build(reader: _Reader, overrides: Overrides, path: Path | None) -> NodeConf
     exchange = _exchange_name(reader, overrides)
     settings = _exchange_settings(reader, exchange, overrides)
 
-    node_id = overrides.node_id or reader.string("oracle", "node_id") or f"{exchange}-node"
+    node_id = overrides.node_id
+    if node_id is None:
+        node_id = reader.string("oracle", "node_id")
+    if node_id is None:
+        node_id = f"{exchange}-node"
     node_label = ("oracle", "node_id") if overrides.node_id is None else ("cli", "--node-id")
     _check(
         reader,

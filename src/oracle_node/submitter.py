@@ -174,7 +174,11 @@ class Submitter:
         )
         for attempt in range(self._retries + 1):
             try:
-                reply = await self._stub.SubmitPrice(request, timeout=self._call_timeout)
+                # wait_for_ready: while the aggregator restarts, the call waits (up to its deadline)
+                # for the channel to reconnect instead of failing at once.
+                reply = await self._stub.SubmitPrice(
+                    request, timeout=self._call_timeout, wait_for_ready=True
+                )
             except grpc.aio.AioRpcError as error:
                 if error.code() not in _RETRYABLE:
                     self._log.error(

@@ -1,0 +1,234 @@
+"""Nodes against a fake exchange and the real in-process aggregator, on a fake clock.
+
+What a user would notice: the aggregator holds the close of the minute that just closed, a minute
+collected while the aggregator restarts is delivered (in order) once it is back, a lagging
+Coinbase minute is skipped rather than replaced by an older one, and three nodes give the mean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from decimal import Decimal
+
+import grpc
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from aggregator.config import AggregatorConfig
+from aggregator.server import create_server
+from common.proto import oracle_pb2, oracle_pb2_grpc
+from common.timeutil import format_minute
+from oracle_node.config import Overrides, load_config
+from oracle_node.fetcher import CandleFetcher, Sleep
+from oracle_node.node import OracleNode
+from oracle_node.scheduler import MinuteScheduler, Tick
+from oracle_node.submitter import Submitter
+from tests.oracle_node.fakes import FakeClock, FakeExchange, fake_close
+
+T0 = 1_800_000_000 - 1_800_000_000 % 60  # a minute boundary
+
+
+class Aggregator:
+    """The lead's real aggregator, in-process, restartable on the same port."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.port = 0
+        self.server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        config = AggregatorConfig(host="127.0.0.1", port=self.port, simulate=False)
+        self.server, self.port = create_server(config, clock=self.clock)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(grace=None)
+            self.server = None
+
+    async def price(self, source: str = "") -> oracle_pb2.GetPriceResponse:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            stub = oracle_pb2_grpc.OracleServiceStub(channel)
+            request = oracle_pb2.GetPriceRequest(source_filter=source) if source else None
+            return await stub.GetAggregatedPrice(request or oracle_pb2.GetPriceRequest())
+
+    async def submit(self, request: oracle_pb2.PriceRequest) -> oracle_pb2.PriceResponse:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            return await oracle_pb2_grpc.OracleServiceStub(channel).SubmitPrice(request)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0 + 30)
+
+
+@pytest.fixture
+def exchange(clock: FakeClock) -> FakeExchange:
+    return FakeExchange(clock)
+
+
+@pytest.fixture
+async def aggregator(clock: FakeClock) -> AsyncIterator[Aggregator]:
+    server = Aggregator(clock)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+class Nodes:
+    """Builds nodes wired to the fake exchange and the aggregator; closes them at the end."""
+
+    def __init__(self, stack: AsyncExitStack, clock: FakeClock, exchange: FakeExchange) -> None:
+        self.stack = stack
+        self.clock = clock
+        self.exchange = exchange
+
+    async def make(
+        self, venue: str, port: int, node_id: str, *, scheduler_sleep: Sleep | None = None
+    ) -> tuple[OracleNode, Submitter]:
+        config = load_config(
+            None,
+            Overrides(
+                exchange=venue,
+                node_id=node_id,
+                aggregator_url=f"http://127.0.0.1:{port}",
+                api_url="http://exchange.test",
+            ),
+        )
+        client = await self.stack.enter_async_context(
+            httpx.AsyncClient(transport=self.exchange.transport())
+        )
+        fetcher = CandleFetcher(client, config.exchange, clock=self.clock, sleep=self.clock.sleep)
+        submitter = Submitter(
+            config.aggregator_target,
+            node_id,
+            call_timeout=1.0,
+            retries=0,
+            sleep=self.clock.sleep,
+        )
+        self.stack.push_async_callback(submitter.close)
+        scheduler = MinuteScheduler(clock=self.clock, sleep=scheduler_sleep or self.clock.sleep)
+        return OracleNode(config, fetcher, submitter, scheduler, clock=self.clock), submitter
+
+
+@pytest.fixture
+async def nodes(clock: FakeClock, exchange: FakeExchange) -> AsyncIterator[Nodes]:
+    async with AsyncExitStack() as stack:
+        yield Nodes(stack, clock, exchange)
+
+
+def tick_at(clock: FakeClock, boundary: int) -> Tick:
+    clock.now = boundary + 0.3
+    return Tick(boundary=boundary, minute=boundary - 60, due=boundary)
+
+
+async def test_node_submits_the_close_of_the_minute_just_closed(
+    clock: FakeClock, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    node, submitter = await nodes.make("binance", aggregator.port, "oracle-node-1")
+    tick = tick_at(clock, T0 + 60)
+    candle = await node.collect(tick)
+    assert candle is not None
+    assert candle.close == fake_close("binance", T0)
+    assert submitter.pending == 0
+
+    answer = await aggregator.price("binance")
+    assert answer.success
+    assert answer.aggregate_minute == T0
+    assert Decimal(str(answer.aggregated_price)) == fake_close("binance", T0)
+    assert answer.recent_prices[0].node_id == "oracle-node-1"
+    assert answer.recent_prices[0].quote == "USDT"
+
+
+async def test_buffered_minute_survives_an_aggregator_restart(
+    clock: FakeClock, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    node, submitter = await nodes.make("kraken", aggregator.port, "oracle-node-3")
+    assert await node.collect(tick_at(clock, T0 + 60)) is not None
+
+    await aggregator.stop()
+    with capture_logs() as down_logs:
+        assert await node.collect(tick_at(clock, T0 + 120)) is not None
+    assert submitter.pending == 1
+    assert "Cannot connect to gRPC Aggregator" in {entry["event"] for entry in down_logs}
+
+    await aggregator.start()  # same port, empty memory
+    with capture_logs() as up_logs:
+        await node.collect(tick_at(clock, T0 + 180))
+    assert submitter.pending == 0
+    delivered = [entry["minute"] for entry in up_logs if entry["event"] == "price_submitted"]
+    assert delivered == [format_minute(T0 + 60), format_minute(T0 + 120)]
+
+    # The aggregator really holds the minute collected while it was down.
+    again = await aggregator.submit(
+        oracle_pb2.PriceRequest(
+            price=float(fake_close("kraken", T0 + 60)),
+            timestamp=T0 + 60,
+            source="kraken",
+            node_id="oracle-node-3",
+            quote="USD",
+        )
+    )
+    assert again.success
+    assert again.duplicate
+
+
+async def test_three_nodes_give_the_mean_of_the_three_exchanges(
+    clock: FakeClock, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    venues = ("binance", "coinbase", "kraken")
+    made = [
+        await nodes.make(venue, aggregator.port, f"oracle-node-{i + 1}")
+        for i, venue in enumerate(venues)
+    ]
+    tick = tick_at(clock, T0 + 60)
+    await asyncio.gather(*(node.collect(tick) for node, _ in made))
+
+    answer = await aggregator.price()
+    assert answer.success
+    assert answer.data_points == 3
+    assert answer.aggregate_minute == T0
+    expected = sum(fake_close(venue, T0) for venue in venues) / 3
+    assert answer.aggregated_price == pytest.approx(float(expected), abs=1e-6)
+    assert sorted(point.source for point in answer.recent_prices) == sorted(venues)
+
+
+async def test_lagging_coinbase_minute_is_skipped_not_replaced(
+    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    node, submitter = await nodes.make("coinbase", aggregator.port, "oracle-node-2")
+    exchange.coinbase_lag = 3  # the minute just closed is not published for the whole minute
+    boundary = T0 + 60
+    with capture_logs() as logs:
+        assert await node.collect(tick_at(clock, boundary)) is None
+    assert clock.now <= boundary + 45  # gave up at the configured deadline
+    assert "minute_skipped" in {entry["event"] for entry in logs}
+    assert submitter.pending == 0
+    assert not (await aggregator.price("coinbase")).success
+
+
+async def test_the_loop_collects_at_each_boundary_and_stops_cleanly(
+    clock: FakeClock, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    stop = asyncio.Event()
+
+    async def sleep_then_stop(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if clock.now >= T0 + 4 * 60:
+            stop.set()
+
+    node, _ = await nodes.make(
+        "binance", aggregator.port, "oracle-node-1", scheduler_sleep=sleep_then_stop
+    )
+    with capture_logs() as logs:
+        await asyncio.wait_for(node.run(stop), timeout=10)
+    submitted = [entry["minute"] for entry in logs if entry["event"] == "price_submitted"]
+    assert submitted == [format_minute(T0 + 60 * i) for i in range(3)]
+    started = [entry for entry in logs if entry["event"] == "fetch_started"]
+    assert all(entry["skew_ms"] == 0 for entry in started)
+    assert logs[-1]["event"] == "node_stopped"
+    answer = await aggregator.price("binance")
+    assert answer.aggregate_minute == T0 + 120
