@@ -1,0 +1,127 @@
+"""scripts/stop_nodes.sh: stops exactly what the PID files name, cleans stale ones, never by name.
+
+Stand-in processes (`sleep`, some under a misleading name) play the started services: what the
+script does to them is what it would do to a node, and a wrong kill is visible as a dead sleeper.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.scripts.conftest import start_sleeper
+from tests.scripts.helpers import is_alive, run_script, wait_for_exec, write_pidfile
+
+
+def _run_dir(env: dict[str, str]) -> Path:
+    return Path(env["ORACLE_RUN_DIR"])
+
+
+def test_stops_the_recorded_nodes_and_removes_their_pid_files(
+    script_env: dict[str, str], spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    run_dir = _run_dir(script_env)
+    nodes = {name: start_sleeper(spawn) for name in ("node1_binance", "node2_coinbase")}
+    for name, process in nodes.items():
+        write_pidfile(run_dir, name, process.pid)
+
+    result = run_script("stop_nodes.sh", env=script_env)
+
+    assert result.returncode == 0, result.stderr
+    for process in nodes.values():
+        process.wait(timeout=5)
+    assert list(run_dir.glob("*.pid")) == []
+    assert "node1_binance: stopped" in result.stdout
+
+
+def test_stale_pid_file_of_a_dead_process_is_removed_without_a_signal(
+    script_env: dict[str, str],
+) -> None:
+    run_dir = _run_dir(script_env)
+    # A PID that is very unlikely to be alive: the highest a 32-bit pid_max allows.
+    write_pidfile(run_dir, "node3_kraken", 4194303, identity="Wed Nov 25 10:00:00 2026")
+
+    result = run_script("stop_nodes.sh", env=script_env)
+
+    assert result.returncode == 0, result.stderr
+    assert not (run_dir / "node3_kraken.pid").exists()
+    assert "stale PID file (PID 4194303 is no longer running; no signal sent)" in result.stdout
+
+
+def test_pid_reused_by_another_process_is_not_killed(
+    script_env: dict[str, str], spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    run_dir = _run_dir(script_env)
+    bystander = start_sleeper(spawn, "oracle-node")
+    # The file names the bystander's PID but another start time: the node it recorded is gone.
+    write_pidfile(run_dir, "node1_binance", bystander.pid, identity="Mon Jan  1 00:00:00 2024")
+
+    result = run_script("stop_nodes.sh", "--all", env=script_env)
+
+    assert result.returncode == 0, result.stderr
+    assert is_alive(bystander.pid)
+    assert not (run_dir / "node1_binance.pid").exists()
+    assert "now belongs to another process" in result.stdout
+
+
+def test_never_kills_by_name(
+    script_env: dict[str, str], spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    # Processes that look exactly like the oracle's by name, but were not started by the script.
+    lookalikes = [
+        start_sleeper(spawn, name) for name in ("oracle-node", "aggregator", "exchange-sim")
+    ]
+
+    result = run_script("stop_nodes.sh", "--all", env=script_env)
+
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to stop" in result.stdout
+    assert all(is_alive(process.pid) for process in lookalikes)
+
+
+def test_without_all_the_aggregator_and_simulator_keep_running(
+    script_env: dict[str, str], spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    run_dir = _run_dir(script_env)
+    aggregator, simulator, node = (start_sleeper(spawn) for _ in range(3))
+    write_pidfile(run_dir, "aggregator", aggregator.pid)
+    write_pidfile(run_dir, "simulator", simulator.pid)
+    write_pidfile(run_dir, "node2_coinbase", node.pid)
+
+    result = run_script("stop_nodes.sh", env=script_env)
+
+    assert result.returncode == 0, result.stderr
+    node.wait(timeout=5)
+    assert is_alive(aggregator.pid)
+    assert is_alive(simulator.pid)
+    assert "stop it too with" in result.stdout
+
+    result = run_script("stop_nodes.sh", "--all", env=script_env)
+
+    assert result.returncode == 0, result.stderr
+    aggregator.wait(timeout=5)
+    simulator.wait(timeout=5)
+    assert list(run_dir.glob("*.pid")) == []
+
+
+def test_a_process_ignoring_sigterm_gets_sigkill_after_the_timeout(
+    script_env: dict[str, str], spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    run_dir = _run_dir(script_env)
+    stubborn = subprocess.Popen(["bash", "-c", "trap '' TERM; exec sleep 120"])
+    spawn.append(stubborn)
+    wait_for_exec(stubborn.pid, "sleep")  # the trap is in place once bash has become sleep
+    write_pidfile(run_dir, "aggregator", stubborn.pid)
+
+    result = run_script("stop_nodes.sh", "--all", "--timeout", "1", env=script_env)
+
+    assert result.returncode == 0, result.stderr
+    assert stubborn.wait(timeout=5) == -9
+    assert "sending SIGKILL" in result.stderr
+    assert not (run_dir / "aggregator.pid").exists()
+
+
+def test_unknown_option_is_a_usage_error(script_env: dict[str, str]) -> None:
+    result = run_script("stop_nodes.sh", "--everything", env=script_env)
+    assert result.returncode == 2
+    assert "unknown argument" in result.stderr

@@ -1,0 +1,248 @@
+"""scripts/test_aggregator.py as an operator and a monitor use it: what it prints, how it exits.
+
+Run in-process (its `main(argv)`) against a fake aggregator for the reporting paths, against the
+real aggregator for the numbers, and as a subprocess with the system python for the venv re-exec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from common.proto import oracle_pb2, oracle_pb2_grpc
+from tests.scripts.fake_aggregator import FakeAggregator, healthy_three_exchanges, serving
+from tests.scripts.helpers import REPO_ROOT, SCRIPTS, free_port
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("probe_script", SCRIPTS / "test_aggregator.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+probe_script = _load_script()
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = probe_script.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_healthy_aggregator_prints_the_aggregate_and_each_input_and_exits_0(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = healthy_three_exchanges()
+    with serving(fake) as port:
+        code, out, err = _run(["--target", f"127.0.0.1:{port}"], capsys)
+    assert code == 0
+    assert err == ""
+    assert "healthy, active nodes 3" in out
+    assert "100,010.25 from 3 exchanges for 2026-11-25T23:21Z, age 10 s" in out
+    for source, node in (("binance", "oracle-node-1"), ("coinbase", "oracle-node-2")):
+        assert source in out
+        assert node in out
+    assert "USDT" in out
+    assert "SIMULATED" not in out
+    # A probe identifies itself and is not a node id the operator would mistake for one.
+    assert fake.probes == ["probe:test_aggregator"]
+
+
+def test_simulated_aggregate_is_labelled_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    with serving(healthy_three_exchanges(simulated=True)) as port:
+        code, out, _ = _run(["--target", f"127.0.0.1:{port}"], capsys)
+        json_code, json_out, _ = _run(["--target", f"127.0.0.1:{port}", "--json"], capsys)
+    assert code == 0
+    price_lines = [line for line in out.splitlines() if "100,0" in line]
+    assert len(price_lines) == 4  # the aggregate and three inputs
+    assert all("SIMULATED" in line for line in price_lines)
+    assert json_code == 0
+    assert json.loads(json_out)["simulated"] is True
+
+
+def test_json_is_one_object_with_health_aggregate_and_inputs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with serving(healthy_three_exchanges()) as port:
+        code, out, _ = _run(["--target", f"http://127.0.0.1:{port}", "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["healthy"] is True
+    assert report["reachable"] is True
+    assert report["simulated"] is False
+    assert report["health"]["active_nodes"] == 3
+    assert report["aggregate"]["price"] == 100010.25
+    assert report["aggregate"]["aggregate_minute"] == 1_795_648_860
+    assert report["aggregate"]["aggregate_minute_utc"] == "2026-11-25T23:21Z"
+    assert [point["source"] for point in report["inputs"]] == ["binance", "coinbase", "kraken"]
+    assert report["inputs"][0]["quote"] == "USDT"
+
+
+def test_unhealthy_aggregator_exits_1_with_its_reason_on_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = FakeAggregator(
+        health=oracle_pb2.HealthResponse(
+            healthy=False, active_nodes=1, message="1 exchange fresh, quorum is 2"
+        ),
+        price=oracle_pb2.GetPriceResponse(success=False, message="no fresh prices"),
+    )
+    with serving(fake) as port:
+        code, out, err = _run(["--target", f"127.0.0.1:{port}"], capsys)
+    assert code == 1
+    assert "UNHEALTHY" in out
+    assert err.strip() == "UNHEALTHY: 1 exchange fresh, quorum is 2"
+
+
+def test_alive_exits_0_for_an_unhealthy_but_answering_aggregator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = FakeAggregator(health=oracle_pb2.HealthResponse(healthy=False, simulated=True))
+    with serving(fake) as port:
+        code, out, _ = _run(["--target", f"127.0.0.1:{port}", "--alive", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["simulated"] is True
+
+
+def test_unreachable_aggregator_exits_3_with_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(
+        ["--target", f"127.0.0.1:{free_port()}", "--timeout", "2", "--json"], capsys
+    )
+    assert code == 3
+    assert json.loads(out)["reachable"] is False
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("UNREACHABLE: cannot reach the aggregator")
+    assert "run_multi_nodes.sh" in err
+
+
+def test_original_aggregator_without_the_new_fields_still_reads(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # What the original Rust aggregator sends: only fields 1-5 / 1-4 are set.
+    fake = FakeAggregator(
+        health=oracle_pb2.HealthResponse(
+            healthy=True, timestamp=1, active_nodes=4, version="1.0.0"
+        ),
+        price=oracle_pb2.GetPriceResponse(
+            success=True,
+            aggregated_price=106160.42,
+            data_points=6,
+            last_update=1_795_648_870,
+            recent_prices=[
+                oracle_pb2.PriceDataPoint(
+                    price=106160.0,
+                    timestamp=1_795_648_870,
+                    source="binance",
+                    node_id="binance-node",
+                )
+            ],
+        ),
+    )
+    with serving(fake) as port:
+        code, out, _ = _run(["--target", f"127.0.0.1:{port}"], capsys)
+    assert code == 0
+    assert "106,160.42 from 6 exchanges for minute unknown" in out
+    assert "version 1.0.0" in out
+
+
+def test_watch_probes_again_until_interrupted(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    naps: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(probe_script.time, "sleep", fake_sleep)
+    with serving(healthy_three_exchanges()) as port:
+        code, out, _ = _run(["--target", f"127.0.0.1:{port}", "--watch", "7", "--json"], capsys)
+    assert code == 0
+    assert naps == [7.0, 7.0]
+    assert len([line for line in out.splitlines() if line.startswith("{")]) == 2
+
+
+async def test_against_the_real_aggregator_reports_the_mean_of_three_exchanges() -> None:
+    import grpc
+
+    from aggregator.config import AggregatorConfig
+    from aggregator.server import create_server
+
+    now = time.time()
+    minute = int(now // 60) * 60 - 60
+    server, port = create_server(AggregatorConfig(host="127.0.0.1", port=0, simulate=False))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = oracle_pb2_grpc.OracleServiceStub(channel)
+            for index, (source, price) in enumerate(
+                (("binance", 100000.5), ("coinbase", 100003.0), ("kraken", 99999.25)), start=1
+            ):
+                await stub.SubmitPrice(
+                    oracle_pb2.PriceRequest(
+                        price=price, timestamp=minute, source=source, node_id=f"node-{index}"
+                    )
+                )
+        result = await asyncio.to_thread(probe_script.probe, f"127.0.0.1:{port}", 5.0)
+    finally:
+        await server.stop(grace=None)
+    assert result.exit_code == 0
+    assert result.healthy is True
+    assert result.simulated is False
+    assert result.aggregate["price"] == pytest.approx((100000.5 + 100003.0 + 99999.25) / 3)
+    assert result.aggregate["aggregate_minute"] == minute
+    assert result.health["active_nodes"] == 3  # the probe itself is not counted
+    assert {point["source"] for point in result.inputs} == {"binance", "coinbase", "kraken"}
+
+
+def _system_python_without_grpc() -> str | None:
+    venv_bin = str(REPO_ROOT / ".venv" / "bin")
+    path = os.pathsep.join(
+        entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry != venv_bin
+    )
+    python = shutil.which("python3", path=path)
+    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
+        return None
+    return python
+
+
+def test_runs_with_a_system_python_by_re_executing_in_the_venv() -> None:
+    python = _system_python_without_grpc()
+    if python is None:
+        pytest.skip("no python3 outside the venv on PATH")
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env["PYTHONPATH"] = ""
+    completed = subprocess.run(
+        [
+            python,
+            str(SCRIPTS / "test_aggregator.py"),
+            "--target",
+            f"127.0.0.1:{free_port()}",
+            "--json",
+            "--timeout",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd="/",
+        check=False,
+    )
+    assert completed.returncode == 3, completed.stderr
+    assert json.loads(completed.stdout)["reachable"] is False
