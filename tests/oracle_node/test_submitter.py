@@ -1,0 +1,205 @@
+"""The submitter against a tiny in-test gRPC servicer: order, buffering, what is dropped and why."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import pytest
+from structlog.testing import capture_logs
+
+from common.proto import oracle_pb2, oracle_pb2_grpc
+from oracle_node.candle import Candle
+from oracle_node.submitter import Observation, Submitter
+
+T0 = 1_800_000_000 - 1_800_000_000 % 60
+
+
+def observation(minute: int, close: str = "100000.5") -> Observation:
+    price = Decimal(close)
+    candle = Candle("coinbase", "BTC-USD", "USD", minute, price, price, price, price)
+    return Observation(candle=candle, collected_at=minute + 60.2)
+
+
+class RecordingServicer(oracle_pb2_grpc.OracleServiceServicer):
+    """Stores what it is sent; `refuse` makes SubmitPrice abort with that status instead."""
+
+    def __init__(self) -> None:
+        self.received: list[oracle_pb2.PriceRequest] = []
+        self.refuse: grpc.StatusCode | None = None
+        self.success = True
+
+    async def SubmitPrice(
+        self, request: oracle_pb2.PriceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> oracle_pb2.PriceResponse:
+        if self.refuse is not None:
+            await context.abort(self.refuse, "refused by the test")
+        self.received.append(request)
+        return oracle_pb2.PriceResponse(success=self.success, message="Price data received")
+
+    async def HealthCheck(
+        self, request: oracle_pb2.HealthRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> oracle_pb2.HealthResponse:
+        return oracle_pb2.HealthResponse(healthy=True, version="test", simulated=False)
+
+
+class FakeAggregator:
+    def __init__(self) -> None:
+        self.servicer = RecordingServicer()
+        self.port = 0
+        self.server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = grpc.aio.server()
+        oracle_pb2_grpc.add_OracleServiceServicer_to_server(self.servicer, self.server)
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(grace=None)
+            self.server = None
+
+
+@pytest.fixture
+async def aggregator() -> AsyncIterator[FakeAggregator]:
+    fake = FakeAggregator()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+@pytest.fixture
+async def submitter(aggregator: FakeAggregator) -> AsyncIterator[Submitter]:
+    sender = Submitter(
+        f"127.0.0.1:{aggregator.port}",
+        "oracle-node-2",
+        buffer_size=3,
+        call_timeout=0.5,
+        retries=1,
+        sleep=no_sleep,
+    )
+    yield sender
+    await sender.close()
+
+
+async def test_request_carries_the_candle_on_the_wire(
+    aggregator: FakeAggregator, submitter: Submitter
+) -> None:
+    submitter.enqueue(observation(T0, "101234.56"))
+    assert await submitter.flush() == 1
+    [request] = aggregator.servicer.received
+    assert request.price == 101234.56
+    assert request.timestamp == T0
+    assert (request.source, request.node_id) == ("coinbase", "oracle-node-2")
+    assert (request.quote, request.symbol, request.simulated) == ("USD", "BTC-USD", False)
+
+
+async def test_simulated_node_marks_its_submissions(aggregator: FakeAggregator) -> None:
+    sender = Submitter(f"127.0.0.1:{aggregator.port}", "sim-node", simulated=True)
+    try:
+        with capture_logs() as logs:
+            sender.enqueue(observation(T0))
+            await sender.flush()
+    finally:
+        await sender.close()
+    assert aggregator.servicer.received[0].simulated is True
+    assert logs[0]["mode"] == "SIMULATED"
+
+
+async def test_outage_keeps_order_and_drops_oldest_when_full(aggregator: FakeAggregator) -> None:
+    submitter = Submitter(
+        f"127.0.0.1:{aggregator.port}", "n2", buffer_size=3, call_timeout=0.2, retries=0
+    )
+    await aggregator.stop()
+    with capture_logs() as logs:
+        for i in range(4):
+            submitter.enqueue(observation(T0 + 60 * i))
+            assert await submitter.flush() == 0
+    assert submitter.pending == 3
+    errors = [entry["event"] for entry in logs if entry["log_level"] == "error"]
+    assert errors == ["Cannot connect to gRPC Aggregator"]  # once per outage, not every minute
+    assert "buffer_full_dropped_oldest" in [entry["event"] for entry in logs]
+
+    await aggregator.start()  # same port
+    try:
+        # The channel reconnects within its short backoff; each flush is one minute's attempt.
+        delivered = 0
+        for _ in range(20):
+            delivered += await submitter.flush()
+            if not submitter.pending:
+                break
+    finally:
+        await submitter.close()
+    assert delivered == 3
+    assert [r.timestamp for r in aggregator.servicer.received] == [T0 + 60, T0 + 120, T0 + 180]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ],
+)
+async def test_permanent_refusals_drop_only_that_observation(
+    code: grpc.StatusCode, aggregator: FakeAggregator, submitter: Submitter
+) -> None:
+    aggregator.servicer.refuse = code
+    submitter.enqueue(observation(T0))
+    with capture_logs() as logs:
+        assert await submitter.flush() == 1
+    assert submitter.pending == 0
+    assert logs[0]["event"] == "submission_rejected"
+    assert logs[0]["code"] == code.name
+
+
+async def test_unavailable_is_retried_then_buffered(
+    aggregator: FakeAggregator, submitter: Submitter
+) -> None:
+    aggregator.servicer.refuse = grpc.StatusCode.UNAVAILABLE
+    submitter.enqueue(observation(T0))
+    assert await submitter.flush() == 0
+    assert submitter.pending == 1
+    aggregator.servicer.refuse = None
+    assert await submitter.flush() == 1
+
+
+async def test_original_style_refusal_is_dropped(
+    aggregator: FakeAggregator, submitter: Submitter
+) -> None:
+    aggregator.servicer.success = False
+    submitter.enqueue(observation(T0))
+    with capture_logs() as logs:
+        await submitter.flush()
+    assert submitter.pending == 0
+    assert logs[0]["event"] == "submission_refused"
+
+
+async def test_health_check_reports_reachability(
+    aggregator: FakeAggregator, submitter: Submitter
+) -> None:
+    assert await submitter.check_health()
+    await aggregator.stop()
+    with capture_logs() as logs:
+        assert not await submitter.check_health()
+    assert logs[0]["event"] == "Cannot connect to gRPC Aggregator"
+    assert "Make sure to run" in logs[0]["hint"]
+
+
+async def test_close_reports_what_is_lost(aggregator: FakeAggregator) -> None:
+    await aggregator.stop()
+    sender = Submitter(f"127.0.0.1:{aggregator.port}", "n", call_timeout=0.2, retries=0)
+    sender.enqueue(observation(T0))
+    await sender.flush()
+    with capture_logs() as logs:
+        await sender.close()
+    assert logs[-1]["event"] == "unsent_observations_lost"
+    assert logs[-1]["pending"] == 1
