@@ -250,6 +250,18 @@ def main(
         raise click.ClickException(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
 
     bound = server.port
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    # Serve first, then announce: whoever reads the port file or the banner can connect at once.
+    run_in_thread(server)
+    if port_file is not None:
+        _write_port_file(port_file, bound)
     if not _is_loopback(host):
         warning = (
             f"WARNING: SIMULATED exchange-sim bound to {host}, reachable from other machines; "
@@ -262,8 +274,6 @@ def main(
         f"(seed={seed}, price={base_price}, coinbase_lag={coinbase_lag_seconds}s; NOT real prices)"
     )
     sys.stdout.flush()
-    if port_file is not None:
-        _write_port_file(port_file, bound)
     log.info(
         "listening",
         host=host,
@@ -274,16 +284,6 @@ def main(
         pid=os.getpid(),
         faults=app.faults.snapshot() if specs else None,
     )
-
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    run_in_thread(server)
     try:
         while not stop.wait(0.5):
             pass

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
+import threading
 from collections import OrderedDict
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final
@@ -66,28 +68,51 @@ class PriceModel:
         self.seed = seed
         self.base_price = base_price
         self.volatility = volatility
-        self._weights = [PHI**k for k in range(WINDOW)]
+        # Oldest first, to line up with a window of shocks that runs oldest first.
+        self._weights = [PHI**lag for lag in reversed(range(WINDOW))]
         self._shocks: OrderedDict[int, float] = OrderedDict()
         self._levels: OrderedDict[int, float] = OrderedDict()
+        self._lock = threading.Lock()  # the HTTP server answers on many threads
 
-    def _shock(self, minute: int) -> float:
-        shock = self._shocks.get(minute)
-        if shock is None:
-            shock = gauss_hash(self.seed, "walk", minute)
-            _remember(self._shocks, minute, shock)
-        return shock
+    def _shock_run(self, first_index: int, last_index: int) -> list[float]:
+        """Shocks of minute numbers first_index..last_index (open time / 60), oldest first."""
+        run = []
+        for index in range(first_index, last_index + 1):
+            shock = self._shocks.get(index)
+            if shock is None:
+                shock = gauss_hash(self.seed, "walk", index)
+                _remember(self._shocks, index, shock)
+            run.append(shock)
+        return run
+
+    def warm(self, first_minute: int, last_minute: int) -> None:
+        """Compute the levels of a run of minutes in one pass (a 720-row answer stays fast).
+
+        `math.fsum` is correctly rounded, so a level comes out bit-identical whether it was
+        computed here or alone in `log_level`: determinism does not depend on the request.
+        """
+        first_index, last_index = first_minute // 60, last_minute // 60
+        with self._lock:
+            missing = [
+                index
+                for index in range(first_index, last_index + 1)
+                if index * 60 not in self._levels
+            ]
+            if not missing:
+                return
+            shocks = self._shock_run(missing[0] - WINDOW + 1, missing[-1])
+            offset = missing[0] - WINDOW + 1
+            for index in missing:
+                start = index - WINDOW + 1 - offset
+                total = math.fsum(map(operator.mul, self._weights, shocks[start : start + WINDOW]))
+                _remember(self._levels, index * 60, self.volatility * total)
 
     def log_level(self, minute: int) -> float:
         """The walk's log-deviation from the base price at the close of `minute`."""
         level = self._levels.get(minute)
         if level is None:
-            # Index arithmetic is on minute numbers (open time / 60), one shock per minute.
-            index = minute // 60
-            total = math.fsum(
-                weight * self._shock(index - lag) for lag, weight in enumerate(self._weights)
-            )
-            level = self.volatility * total
-            _remember(self._levels, minute, level)
+            self.warm(minute, minute)
+            level = self._levels[minute]
         return level
 
     def raw_close(self, venue: str, minute: int) -> Decimal:
