@@ -1,0 +1,174 @@
+"""The `oracle-node` command: `--once` output, exit codes, option errors, clean exit on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+from click.testing import CliRunner
+
+from common.timeutil import minute_floor
+from oracle_node.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SIM_URL = "http://sim.test"
+
+
+def klines_now(_request: httpx.Request) -> httpx.Response:
+    """A simulated Binance answer at the real current time: four closed minutes, one forming."""
+    forming = minute_floor(time.time())
+    rows = [
+        [
+            m * 1000,
+            "99000.5",
+            "101000.0",
+            "99000.0",
+            "100000.25",
+            "1",
+            m * 1000 + 59999,
+            "1",
+            1,
+            "0",
+            "0",
+            "0",
+        ]
+        for m in range(forming - 240, forming + 1, 60)
+    ]
+    return httpx.Response(200, json=rows, headers={"X-Oracle-Simulated": "1"})
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@respx.mock
+def test_once_prints_one_json_object(runner: CliRunner) -> None:
+    respx.get(f"{SIM_URL}/api/v3/klines").mock(side_effect=klines_now)
+    result = runner.invoke(
+        main,
+        [
+            "--exchange",
+            "binance",
+            "--simulate",
+            "--api-url",
+            SIM_URL,
+            "--once",
+            "--config",
+            str(ROOT / "config/oracle-node.toml"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    candle = json.loads(result.stdout)
+    assert set(candle) == {
+        "exchange",
+        "symbol",
+        "quote",
+        "minute",
+        "minute_utc",
+        "open",
+        "high",
+        "low",
+        "close",
+        "latency_ms",
+        "simulated",
+        "api_url",
+    }
+    assert candle["minute"] in {minute_floor(time.time()) - 60, minute_floor(time.time()) - 120}
+    assert candle["close"] == "100000.25"
+    assert (candle["exchange"], candle["quote"], candle["simulated"]) == ("binance", "USDT", True)
+    assert candle["api_url"] == SIM_URL
+
+
+@respx.mock
+def test_once_failure_is_a_clear_message_and_exit_1(runner: CliRunner) -> None:
+    respx.get(f"{SIM_URL}/api/v3/klines").mock(
+        return_value=httpx.Response(400, json={"code": -1121, "msg": "Invalid symbol."})
+    )
+    result = runner.invoke(main, ["--api-url", SIM_URL, "--once", "--config", os.devnull])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "cannot get a closed binance candle" in result.stderr
+    assert "Invalid symbol." in result.stderr
+
+
+def test_interval_not_a_multiple_of_60_is_refused(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["--interval", "90", "--config", os.devnull])
+    assert result.exit_code == 2
+    assert "option --interval: must be a positive multiple of 60" in result.stderr
+
+
+def test_environment_fills_options(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["--config", os.devnull], env={"ORACLE_NODE_INTERVAL": "45"})
+    assert result.exit_code == 2
+    assert "--interval" in result.stderr
+
+
+def test_config_mistake_names_file_and_key(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[kraken]\nsymbl = 'XBTUSD'\n", encoding="utf-8")
+    result = runner.invoke(main, ["--config", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}: [kraken] unknown key 'symbl'" in result.stderr
+
+
+def test_missing_config_file_is_an_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["--config", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2
+    assert "missing.toml: config file not found" in result.stderr
+
+
+def test_python_dash_m_works() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "oracle_node", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "--aggregator-url" in result.stdout
+
+
+def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
+    log_file = tmp_path / "node.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "oracle_node",
+            "--config",
+            os.devnull,
+            "--aggregator-url",
+            "127.0.0.1:9",
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--log-file",
+            str(log_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while "node_started" not in (log_file.read_text() if log_file.exists() else ""):
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the node did not start"
+            time.sleep(0.05)
+        time.sleep(0.3)  # past the startup health check, waiting for the boundary
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    events = [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
+    assert events[-1] == "node_stopped"
