@@ -205,7 +205,7 @@ def throughput(args: argparse.Namespace, log_dir: Path) -> list[Row]:
     with (
         start_grpc_service(
             "baseline", [*baseline_argv, str(ports["baseline"])], log_dir, ports["baseline"]
-        ) as _baseline,
+        ) as baseline,
         start_grpc_service(
             "aggregator-cli",
             aggregator_cli(ports["cli"], log_dir, args.log_level),
@@ -229,7 +229,7 @@ def throughput(args: argparse.Namespace, log_dir: Path) -> list[Row]:
         load = {"processes": args.processes, "warmup": args.warmup, "duration": args.duration}
         for level in args.levels:
             print(f"  SubmitPrice, {level} in flight ...", file=sys.stderr, flush=True)
-            base = run_load(targets["baseline"], "submit", level, **load)
+            base = run_load(targets["baseline"], "submit", level, server_pid=baseline.pid, **load)
             new = run_load(
                 targets["accelerated"],
                 "submit",
@@ -237,9 +237,12 @@ def throughput(args: argparse.Namespace, log_dir: Path) -> list[Row]:
                 clock=clock,
                 nodes=args.nodes,
                 node_prefix=f"new{level}",
+                server_pid=accelerated.pid,
                 **load,
             )
-            real = run_load(targets["cli"], "submit", level, nodes=args.nodes, **load)
+            real = run_load(
+                targets["cli"], "submit", level, nodes=args.nodes, server_pid=cli.pid, **load
+            )
             rows.append(
                 Row("SubmitPrice: new reports", "submit", level, new, base, GOAL_SUBMIT_RATIO)
             )
@@ -257,8 +260,8 @@ def throughput(args: argparse.Namespace, log_dir: Path) -> list[Row]:
             rows.append(Row("bare baseline SubmitPrice", "submit", level, base, base, None))
         for level in args.levels:
             print(f"  GetAggregatedPrice, {level} in flight ...", file=sys.stderr, flush=True)
-            base = run_load(targets["baseline"], "get", level, **load)
-            real = run_load(targets["cli"], "get", level, **load)
+            base = run_load(targets["baseline"], "get", level, server_pid=baseline.pid, **load)
+            real = run_load(targets["cli"], "get", level, server_pid=cli.pid, **load)
             rows.append(Row("GetAggregatedPrice", "get", level, real, base, GOAL_GET_RATIO))
             rows.append(Row("bare baseline GetAggregatedPrice", "get", level, base, base, None))
         for service in (cli, accelerated):
@@ -318,6 +321,16 @@ def memory(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     }
 
 
+def fmt_cpu(figures: LoadFigures, baseline: LoadFigures) -> str:
+    """Server CPU per call, and its multiple of the baseline's when this is not the baseline."""
+    own, base = figures.server_cpu_us_per_call, baseline.server_cpu_us_per_call
+    if own is None:
+        return ""
+    if base is None or figures is baseline or not base:
+        return f"{own:.0f}"
+    return f"{own:.0f} ({own / base:.2f}x)"
+
+
 def table(rows: list[Row]) -> str:
     header = [
         "RPC",
@@ -328,13 +341,14 @@ def table(rows: list[Row]) -> str:
         "p99.9 ms",
         "baseline calls/s",
         "ratio",
+        "server CPU us/call",
         "goal",
     ]
     lines: list[list[str]] = []
     for row in rows:
         figures, ratio = row.figures, row.ratio
         if figures is None or row.baseline is None or ratio is None:
-            lines.append([row.label, str(row.concurrency), NOT_IMPLEMENTED, *[""] * 6])
+            lines.append([row.label, str(row.concurrency), NOT_IMPLEMENTED, *[""] * 7])
             continue
         lines.append(
             [
@@ -346,6 +360,7 @@ def table(rows: list[Row]) -> str:
                 fmt_ms(figures.p999_ms),
                 fmt_rate(row.baseline.calls_per_s),
                 f"{ratio:.2f}x",
+                fmt_cpu(figures, row.baseline),
                 "; ".join(row.verdicts()),
             ]
         )
@@ -353,7 +368,7 @@ def table(rows: list[Row]) -> str:
         ("SubmitPrice: signed", GOAL_SIGNED_RATIO),
         ("SubmitPrice: SQLite history on", GOAL_SUBMIT_RATIO),
     ):
-        lines.append([label, "", NOT_IMPLEMENTED, "", "", "", "", "", f">= {goal:.1f}x"])
+        lines.append([label, "", NOT_IMPLEMENTED, *[""] * 6, f">= {goal:.1f}x"])
     return markdown_table(header, lines)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import grpc
 
-from bench.procs import REPO_ROOT, bench_env
+from bench.procs import REPO_ROOT, bench_env, cpu_seconds
 from bench.stats import LoadFigures, summarise
 from bench.traffic import ServerClock, SubmitStream
 from common.proto import oracle_pb2, oracle_pb2_grpc
@@ -54,6 +54,7 @@ async def _run_worker(spec: WorkerSpec) -> dict[str, Any]:
     latencies: list[int] = []
     errors: Counter[str] = Counter()
     duplicates = 0
+    issued = 0
     tickets = spec.count
     get_request = oracle_pb2.GetPriceRequest()
 
@@ -70,7 +71,7 @@ async def _run_worker(spec: WorkerSpec) -> dict[str, Any]:
         last_end = record_from
 
         async def stream_loop(slot: int) -> None:
-            nonlocal tickets, duplicates, last_end
+            nonlocal tickets, duplicates, last_end, issued
             submits = SubmitStream(
                 f"{spec.node_prefix}-s{slot}",
                 spec.nodes_per_stream,
@@ -85,6 +86,7 @@ async def _run_worker(spec: WorkerSpec) -> dict[str, Any]:
                 elif time.perf_counter_ns() >= stop_at:
                     break
                 started = time.perf_counter_ns()
+                issued += 1
                 try:
                     if spec.rpc == "submit":
                         response = await stub.SubmitPrice(submits.next_request())
@@ -108,6 +110,7 @@ async def _run_worker(spec: WorkerSpec) -> dict[str, Any]:
         "seconds": (last_end - record_from) / 1e9,
         "errors": dict(errors),
         "duplicates": duplicates,
+        "total_calls": issued,
     }
 
 
@@ -124,6 +127,7 @@ def run_load(
     clock: ServerClock | None = None,
     simulated: bool = False,
     nodes: int = 300,
+    server_pid: int | None = None,
 ) -> LoadFigures:
     """Run one load level against `target`: `processes` workers share `concurrency` slots."""
     if rpc not in RPCS:
@@ -169,13 +173,14 @@ def run_load(
             assert proc.stdout is not None  # noqa: S101 - set by Popen above
             if proc.stdout.readline().strip() != "READY":
                 raise RuntimeError(f"load worker could not connect to {target}")
+        cpu_before = cpu_seconds(server_pid) if server_pid else None
         for _spec, proc in workers:
             assert proc.stdin is not None  # noqa: S101 - set by Popen above
             proc.stdin.write("GO\n")
             proc.stdin.flush()
         latencies: list[int] = []
         errors: Counter[str] = Counter()
-        duplicates = 0
+        duplicates = total_calls = 0
         seconds = 0.0
         for spec, proc in workers:
             if proc.wait() != 0:
@@ -185,7 +190,18 @@ def run_load(
             errors.update(result["errors"])
             duplicates += result["duplicates"]
             seconds = max(seconds, result["seconds"])
-    return summarise(latencies, seconds, sum(errors.values()), dict(errors), duplicates=duplicates)
+            total_calls += result["total_calls"]
+        server_cpu = (
+            cpu_seconds(server_pid) - cpu_before if server_pid and cpu_before is not None else None
+        )
+    return summarise(
+        latencies,
+        seconds,
+        error_codes=dict(errors),
+        duplicates=duplicates,
+        total_calls=total_calls,
+        server_cpu_seconds=server_cpu,
+    )
 
 
 def main() -> None:

@@ -42,6 +42,15 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of `pid`, all threads, from /proc/<pid>/stat (Linux only)."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    # The command name (field 2) may contain spaces; fields after its closing parenthesis are
+    # fixed: utime and stime are fields 14 and 15 of the whole line.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_env() -> dict[str, str]:
     """Environment for child processes: the `bench` helpers importable, output unbuffered."""
     env = dict(os.environ)

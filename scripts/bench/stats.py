@@ -40,6 +40,11 @@ class LoadFigures:
     errors: int
     error_codes: dict[str, int]
     duplicates: int
+    # Every call issued, warm-up and failures included, and the server process's CPU time
+    # (all threads) over them: CPU per call is the figure least disturbed by a client that
+    # shares the machine's cores with the server.
+    total_calls: int = 0
+    server_cpu_us_per_call: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,15 +53,36 @@ class LoadFigures:
 def summarise(
     latencies_ns: Sequence[int],
     seconds: float,
-    errors: int = 0,
+    *,
     error_codes: dict[str, int] | None = None,
     duplicates: int = 0,
+    total_calls: int = 0,
+    server_cpu_seconds: float | None = None,
 ) -> LoadFigures:
     """Figures from raw per-call latencies (nanoseconds) over a measured window of `seconds`."""
+    errors = sum((error_codes or {}).values())
     ordered = sorted(latencies_ns)
+    cpu_per_call = (
+        server_cpu_seconds / total_calls * 1e6
+        if server_cpu_seconds is not None and total_calls
+        else None
+    )
     if not ordered:
         nan = float("nan")
-        return LoadFigures(0, seconds, 0.0, nan, nan, nan, nan, errors, error_codes or {}, 0)
+        return LoadFigures(
+            0,
+            seconds,
+            0.0,
+            nan,
+            nan,
+            nan,
+            nan,
+            errors,
+            error_codes or {},
+            0,
+            total_calls,
+            cpu_per_call,
+        )
     to_ms = 1e-6
     return LoadFigures(
         calls=len(ordered),
@@ -69,4 +95,6 @@ def summarise(
         errors=errors,
         error_codes=dict(error_codes or {}),
         duplicates=duplicates,
+        total_calls=total_calls,
+        server_cpu_us_per_call=cpu_per_call,
     )

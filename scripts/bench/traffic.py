@@ -3,9 +3,9 @@
 A real node reports each closed candle once; a benchmark that resubmitted the same (node, minute)
 would mostly measure the cheap idempotent-duplicate path. So each stream owns a set of node ids
 spread over the three exchanges and gives every node each candle minute at most once, walking the
-minutes the aggregator accepts: candle open times from `now - 480` to `now + 60` (the contract
+minutes the aggregator accepts: candle open times from `now - 300` to `now + 60` (the contract
 allows 120 s in the future and 10 minutes of lateness after the close; the margins absorb call
-latency, even on the accelerated clock). On the real clock that budget is `nodes x 10`
+latency, even on the accelerated clock). On the real clock that budget is `nodes x 7`
 submissions plus `nodes` per minute of wall time, and the aggregator's node table is capped
 (1024), so at thousands of calls per second the budget runs out within seconds; the stream then
 resubmits the same (node, minute, price), an idempotent duplicate, and the report shows the
@@ -27,7 +27,7 @@ from common.timeutil import MINUTE, minute_floor
 
 SYMBOLS = {"binance": "BTCUSDT", "coinbase": "BTC-USD", "kraken": "XBTUSD"}
 EXCHANGE_OFFSET = {"binance": 0.0, "coinbase": 12.5, "kraken": -7.25}
-OLDEST_OFFSET = 8 * MINUTE  # candle open times down to now - 480 s
+OLDEST_OFFSET = 5 * MINUTE  # candle open times down to now - 300 s
 NEWEST_OFFSET = MINUTE  # ... and up to now + 60 s
 
 
