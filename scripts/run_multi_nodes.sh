@@ -243,7 +243,11 @@ for entry in "${oracle_nodes[@]}"; do
   [ -f "$oracle_root/config/oracle-node-$index.toml" ] &&
     node_args+=(--config "$oracle_root/config/oracle-node-$index.toml")
   [ -n "${ORACLE_NODE_INTERVAL:-}" ] && node_args+=(--interval "$ORACLE_NODE_INTERVAL")
-  [ "$simulate" = 1 ] && node_args+=(--simulate --api-url "$sim_url")
+  if [ "$simulate" = 1 ]; then
+    node_args+=(--simulate --api-url "$sim_url")
+  else
+    node_args+=(--no-simulate)
+  fi
   echo "==> starting $exchange node $node_id"
   nohup "$bin/oracle-node" "${node_args[@]}" >>"$node_log" 2>&1 </dev/null 9>&- &
   node_pid=$!

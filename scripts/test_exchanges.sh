@@ -53,7 +53,7 @@ except Exception:
 EOF
 }
 
-once_args=()
+once_args=(--no-simulate)
 if [ "$simulate" = 1 ]; then
   echo "SIMULATED: candles from the local exchange simulator, not from real exchanges"
   port="$sim_port"
@@ -61,6 +61,7 @@ if [ "$simulate" = 1 ]; then
     port="$("$VENV_PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     "$bin/exchange-sim" --host 127.0.0.1 --port "$port" >"$work/simulator.log" 2>&1 </dev/null &
     temp_sim_pid=$!
+    echo "(no simulator on port $sim_port: started a temporary one on port $port)"
     deadline=$((SECONDS + ${ORACLE_START_TIMEOUT:-30}))
     until sim_answers "$port"; do
       if [ -z "$(proc_identity "$temp_sim_pid")" ] || [ "$SECONDS" -ge "$deadline" ]; then
@@ -71,7 +72,7 @@ if [ "$simulate" = 1 ]; then
       sleep 0.2
     done
   fi
-  once_args+=(--simulate --api-url "http://127.0.0.1:$port")
+  once_args=(--simulate --api-url "http://127.0.0.1:$port")
 fi
 
 print_candle() { # print_candle FILE: one table row from the JSON object `oracle-node --once` printed
@@ -86,19 +87,30 @@ print(f"{exchange:<9} {minute:<18} {close:>16} {quote:<5} {latency:>5} ms{label}
 ' "$1"
 }
 
-failed=0
-printf '%-9s %-18s %16s %-5s %8s\n' exchange minute close quote latency
+# The three fetches run at once: against unreachable venues each one spends its retries (seconds),
+# and the operator waits for the slowest, not for the sum.
+fetch_pids=()
 for entry in "${oracle_nodes[@]}"; do
   read -r index exchange <<<"$entry"
   config=()
   [ -f "$oracle_root/config/oracle-node-$index.toml" ] &&
     config=(--config "$oracle_root/config/oracle-node-$index.toml")
-  if "$bin/oracle-node" --exchange "$exchange" --node-id "test-exchanges-$exchange" "${config[@]}" \
+  "$bin/oracle-node" --exchange "$exchange" --node-id "test-exchanges-$exchange" "${config[@]}" \
     --log-file "$work/$exchange.log" --once "${once_args[@]}" \
-    >"$work/$exchange.json" 2>"$work/$exchange.err" && print_candle "$work/$exchange.json"; then
+    >"$work/$exchange.json" 2>"$work/$exchange.err" </dev/null &
+  fetch_pids+=("$!")
+done
+
+failed=0
+printf '%-9s %-18s %16s %-5s %8s\n' exchange minute close quote latency
+for i in "${!oracle_nodes[@]}"; do
+  read -r index exchange <<<"${oracle_nodes[$i]}"
+  if wait "${fetch_pids[$i]}" && print_candle "$work/$exchange.json"; then
     continue
   fi
-  reason="$(cat "$work/$exchange.err" "$work/$exchange.log" 2>/dev/null | grep -v '^[[:space:]]*$' | tail -n 1 || true)"
+  # The node's own one-line reason is on stderr; the log is the fallback if it died silently.
+  reason="$(grep -v '^[[:space:]]*$' "$work/$exchange.err" 2>/dev/null | tail -n 1 || true)"
+  [ -n "$reason" ] || reason="$(tail -n 1 "$work/$exchange.log" 2>/dev/null || true)"
   printf '%-9s FAILED: %s\n' "$exchange" "${reason:-no output}"
   failed=1
 done

@@ -1,0 +1,107 @@
+"""scripts/run_multi_nodes.sh refusals: each leaves the running system exactly as it found it.
+
+The full start (simulator, aggregator, three nodes) is exercised in tests/e2e; here the script
+meets stand-ins: a `sleep` recorded as a running node, a fake aggregator in the other mode, a port
+held by something that is not the oracle.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from common.proto import oracle_pb2
+from tests.scripts.conftest import start_sleeper
+from tests.scripts.fake_aggregator import FakeAggregator, serving
+from tests.scripts.helpers import is_alive, run_script, write_pidfile
+
+
+def _pid_files(env: dict[str, str]) -> list[str]:
+    return sorted(path.name for path in Path(env["ORACLE_RUN_DIR"]).glob("*.pid"))
+
+
+@pytest.fixture
+def aggregator_in(script_env: dict[str, str]) -> Iterator[FakeAggregator]:
+    """A fake aggregator on the script's aggregator port; set `.health.simulated` to choose."""
+    fake = FakeAggregator(health=oracle_pb2.HealthResponse(healthy=True, version="0.1.0"))
+    with serving(fake, int(script_env["ORACLE_AGGREGATOR_PORT"])):
+        yield fake
+
+
+def test_second_node_for_a_running_exchange_is_refused_and_nothing_starts(
+    script_env: dict[str, str], spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    running_node = start_sleeper(spawn)
+    pid_file = write_pidfile(Path(script_env["ORACLE_RUN_DIR"]), "node2_coinbase", running_node.pid)
+    recorded = pid_file.read_text()
+
+    result = run_script("run_multi_nodes.sh", "--simulate", env=script_env)
+
+    assert result.returncode == 3
+    assert "REFUSED: one node per exchange" in result.stderr
+    assert f"coinbase: node PID {running_node.pid} is still running" in result.stderr
+    assert "stop_nodes.sh" in result.stderr
+    assert is_alive(running_node.pid)
+    assert pid_file.read_text() == recorded
+    assert _pid_files(script_env) == ["node2_coinbase.pid"]
+
+
+def test_real_run_refused_when_the_aggregator_is_simulated(
+    script_env: dict[str, str], aggregator_in: FakeAggregator
+) -> None:
+    aggregator_in.health.simulated = True
+    # A stale node PID file is cleaned on the way, before the refusal.
+    write_pidfile(
+        Path(script_env["ORACLE_RUN_DIR"]), "node1_binance", 4194303, identity="Mon Jan  1 2024"
+    )
+
+    result = run_script("run_multi_nodes.sh", env=script_env)
+
+    assert result.returncode == 3
+    assert "runs in SIMULATED mode, but real mode was asked" in result.stderr
+    assert "removing stale PID file" in result.stdout
+    assert _pid_files(script_env) == []
+
+
+def test_simulate_run_refused_when_the_aggregator_is_real(
+    script_env: dict[str, str], aggregator_in: FakeAggregator
+) -> None:
+    aggregator_in.health.simulated = False
+
+    result = run_script("run_multi_nodes.sh", "--simulate", env=script_env)
+
+    assert result.returncode == 3
+    assert "runs in REAL mode, but --simulate was asked" in result.stderr
+    assert "SIMULATED MODE" in result.stdout
+    # The simulator is decided on but not started before the refusal.
+    assert _pid_files(script_env) == []
+
+
+@pytest.mark.parametrize(
+    ("port_variable", "args", "expected"),
+    [
+        ("ORACLE_AGGREGATOR_PORT", (), "does not answer the oracle's HealthCheck"),
+        ("ORACLE_SIM_PORT", ("--simulate",), "is not the exchange simulator"),
+    ],
+)
+def test_port_held_by_something_else_is_refused(
+    script_env: dict[str, str], port_variable: str, args: tuple[str, ...], expected: str
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(script_env[port_variable])))
+        squatter.listen()
+        result = run_script("run_multi_nodes.sh", *args, env=script_env)
+
+    assert result.returncode == 3
+    assert expected in result.stderr
+    assert _pid_files(script_env) == []
+
+
+def test_unknown_option_is_a_usage_error(script_env: dict[str, str]) -> None:
+    result = run_script("run_multi_nodes.sh", "--simulated", env=script_env)
+    assert result.returncode == 2
+    assert "unknown argument '--simulated'" in result.stderr
