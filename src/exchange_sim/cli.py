@@ -28,6 +28,7 @@ from .faults import FaultSpecError
 from .server import create_server, run_in_thread
 
 _ENV = "ORACLE_SIM_"
+_DRAIN_SECONDS = 2.0
 
 
 def _split(flag: str, raw: str, min_parts: int, max_parts: int) -> list[str]:
@@ -288,7 +289,9 @@ def main(
         while not stop.wait(0.5):
             pass
     finally:
-        server.shutdown()
+        server.shutdown()  # stop accepting; answers already being written may finish
+        if not server.drain(_DRAIN_SECONDS):
+            log.warning("stopped_with_requests_in_flight", grace_seconds=_DRAIN_SECONDS)
         server.server_close()
         if port_file is not None:
             port_file.unlink(missing_ok=True)

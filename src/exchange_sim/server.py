@@ -24,7 +24,20 @@ class SimServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], app: SimApp) -> None:
         self.app = app
+        self._in_flight = 0
+        self._idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    def answering(self, delta: int) -> None:
+        """Count requests being answered, so a stop can let them finish (see `drain`)."""
+        with self._idle:
+            self._in_flight += delta
+            self._idle.notify_all()
+
+    def drain(self, grace_seconds: float) -> bool:
+        """Wait until no request is being answered, at most `grace_seconds`; True if idle."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout=grace_seconds)
 
     @property
     def port(self) -> int:
@@ -51,6 +64,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer()
 
     def _answer(self) -> None:
+        self.server.answering(+1)
+        try:
+            self._answer_now()
+        finally:
+            self.server.answering(-1)
+
+    def _answer_now(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(min(length, _MAX_BODY)) if length > 0 else b""
         headers = {name.lower(): value for name, value in self.headers.items()}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -128,3 +129,14 @@ def test_python_dash_m_works_too() -> None:
     assert result.returncode == 0
     assert "SIMULATED" in result.stdout
     assert time.monotonic() - started < 10
+
+
+def test_sigterm_lets_an_answer_in_progress_finish() -> None:
+    with running_sim("--slow", "kraken:0.8") as (proc, port):
+        url = f"http://127.0.0.1:{port}/0/public/OHLC"
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(httpx.get, url, params={"pair": "XBTUSD"}, timeout=5.0)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            assert pending.result().status_code == 200
+        assert proc.wait(timeout=5) == 0
