@@ -114,6 +114,7 @@ def _write_port_file(path: Path, port: int) -> None:
     default="127.0.0.1",
     show_default=True,
     envvar=f"{_ENV}HOST",
+    show_envvar=True,
     help="Address to bind; anything but loopback is warned about loudly.",
 )
 @click.option(
@@ -122,12 +123,14 @@ def _write_port_file(path: Path, port: int) -> None:
     show_default=True,
     type=click.IntRange(0, 65535),
     envvar=f"{_ENV}PORT",
+    show_envvar=True,
     help="Port to bind; 0 picks a free one (see the banner).",
 )
 @click.option(
     "--port-file",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar=f"{_ENV}PORT_FILE",
+    show_envvar=True,
     help="Write the bound port number to this file.",
 )
 @click.option(
@@ -136,6 +139,7 @@ def _write_port_file(path: Path, port: int) -> None:
     show_default=True,
     type=int,
     envvar=f"{_ENV}SEED",
+    show_envvar=True,
     help="Seed of the price walk; same seed, same candles.",
 )
 @click.option(
@@ -143,6 +147,7 @@ def _write_port_file(path: Path, port: int) -> None:
     default="100000",
     show_default=True,
     envvar=f"{_ENV}PRICE",
+    show_envvar=True,
     help="Level the BTC price wanders around.",
 )
 @click.option(
@@ -151,6 +156,7 @@ def _write_port_file(path: Path, port: int) -> None:
     show_default=True,
     type=float,
     envvar=f"{_ENV}VOLATILITY",
+    show_envvar=True,
     help="Per-minute log-volatility of the walk.",
 )
 @click.option(
@@ -159,6 +165,7 @@ def _write_port_file(path: Path, port: int) -> None:
     show_default=True,
     type=float,
     envvar=f"{_ENV}COINBASE_LAG_SECONDS",
+    show_envvar=True,
     help="Coinbase publishes a closed minute only this long after its close.",
 )
 @click.option(
@@ -194,6 +201,7 @@ def _write_port_file(path: Path, port: int) -> None:
     "--log-file",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar=f"{_ENV}LOG_FILE",
+    show_envvar=True,
     help="Append JSON log lines here instead of stderr.",
 )
 @click.option(
@@ -201,6 +209,7 @@ def _write_port_file(path: Path, port: int) -> None:
     default="info",
     show_default=True,
     envvar=f"{_ENV}LOG_LEVEL",
+    show_envvar=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
 def main(
@@ -223,6 +232,8 @@ def main(
     """SIMULATED Binance/Coinbase/Kraken candle APIs on one port (offline mode, test fake).
 
     Every answer carries the header X-Oracle-Simulated: 1. Prices are NOT real.
+    Fault flags repeat; VENUE is binance, coinbase, kraken or all; no COUNT means
+    until cleared (DELETE /_sim/faults).
     """
     configure_logging(log_level, log_file, service="exchange-sim")
     log = sim_logger()
