@@ -29,6 +29,21 @@ class FakeAggregator(oracle_pb2_grpc.OracleServiceServicer):
         self.probes.append(request.node_id)
         return self.health
 
+    def SubmitPrice(
+        self, request: oracle_pb2.PriceRequest, context: grpc.ServicerContext
+    ) -> oracle_pb2.PriceResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake aggregator takes no prices")
+
+    def StreamPrices(
+        self, request_iterator: Iterator[oracle_pb2.PriceRequest], context: grpc.ServicerContext
+    ) -> Iterator[oracle_pb2.AggregatedPriceUpdate]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented")
+
+    def UpdateConfig(
+        self, request: oracle_pb2.ConfigRequest, context: grpc.ServicerContext
+    ) -> oracle_pb2.ConfigResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented")
+
     def GetAggregatedPrice(
         self, request: oracle_pb2.GetPriceRequest, context: grpc.ServicerContext
     ) -> oracle_pb2.GetPriceResponse:
