@@ -105,3 +105,39 @@ def test_unknown_option_is_a_usage_error(script_env: dict[str, str]) -> None:
     result = run_script("run_multi_nodes.sh", "--simulated", env=script_env)
     assert result.returncode == 2
     assert "unknown argument '--simulated'" in result.stderr
+
+
+@pytest.fixture
+def stopped_afterwards(script_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The script env, with `stop_nodes.sh --all` run afterwards for whatever a test started."""
+    yield script_env
+    run_script("stop_nodes.sh", "--all", "--timeout", "5", env=script_env)
+
+
+def test_aggregator_that_cannot_start_is_reported_with_its_log(
+    stopped_afterwards: dict[str, str],
+) -> None:
+    env = {**stopped_afterwards, "ORACLE_AGGREGATOR_QUORUM": "99"}
+
+    result = run_script("run_multi_nodes.sh", env=env)
+
+    assert result.returncode == 1
+    assert "aggregator (PID" in result.stderr
+    assert "exited during startup" in result.stderr
+    assert "Invalid value for '--quorum'" in result.stderr  # the tail of logs/aggregator.log
+    assert _pid_files(env) == []
+
+
+def test_node_that_cannot_start_is_reported_and_the_rest_keep_running(
+    stopped_afterwards: dict[str, str],
+) -> None:
+    env = {**stopped_afterwards, "ORACLE_NODE_LOG_LEVEL": "chatty"}
+
+    result = run_script("run_multi_nodes.sh", env=env)
+
+    assert result.returncode == 1
+    for exchange in ("binance", "coinbase", "kraken"):
+        assert f"the {exchange} node (PID" in result.stderr
+    assert "'chatty' is not one of" in result.stderr
+    assert "stop_nodes.sh" in result.stderr
+    assert _pid_files(env) == ["aggregator.pid"]
