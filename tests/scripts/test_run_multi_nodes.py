@@ -114,6 +114,7 @@ def stopped_afterwards(script_env: dict[str, str]) -> Iterator[dict[str, str]]:
     run_script("stop_nodes.sh", "--all", "--timeout", "5", env=script_env)
 
 
+@pytest.mark.e2e  # starts the real aggregator process
 def test_aggregator_that_cannot_start_is_reported_with_its_log(
     stopped_afterwards: dict[str, str],
 ) -> None:
@@ -128,6 +129,7 @@ def test_aggregator_that_cannot_start_is_reported_with_its_log(
     assert _pid_files(env) == []
 
 
+@pytest.mark.e2e  # starts the real aggregator and node processes
 def test_node_that_cannot_start_is_reported_and_the_rest_keep_running(
     stopped_afterwards: dict[str, str],
 ) -> None:

@@ -10,7 +10,12 @@ import subprocess
 import time
 import urllib.request
 
+import pytest
+
 from tests.scripts.helpers import REPO_ROOT, free_port, run_script
+
+# Real simulator and node processes, and `--once` may wait out the simulated Coinbase lag (~7 s).
+pytestmark = pytest.mark.e2e
 
 
 def _start_simulator(port: int) -> subprocess.Popen[bytes]:
