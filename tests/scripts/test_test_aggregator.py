@@ -246,3 +246,50 @@ def test_runs_with_a_system_python_by_re_executing_in_the_venv() -> None:
     )
     assert completed.returncode == 3, completed.stderr
     assert json.loads(completed.stdout)["reachable"] is False
+
+
+def test_runs_with_bindings_generated_from_the_original_contract(tmp_path: Path) -> None:
+    """The original .proto lacks every field the port added; the probe must not need them."""
+    grpc_tools = pytest.importorskip("grpc_tools.protoc")
+    original = REPO_ROOT / "tests" / "scripts" / "fixtures" / "original_oracle.proto"
+    (tmp_path / "protos" / "common" / "proto").mkdir(parents=True)
+    (tmp_path / "protos" / "common" / "proto" / "oracle.proto").write_text(original.read_text())
+    (tmp_path / "common" / "proto").mkdir(parents=True)
+    (tmp_path / "common" / "__init__.py").write_text("")
+    (tmp_path / "common" / "proto" / "__init__.py").write_text("")
+    status = grpc_tools.main(
+        [
+            "protoc",
+            f"-I{tmp_path / 'protos'}",
+            f"--python_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}",
+            "common/proto/oracle.proto",
+        ]
+    )
+    assert status == 0
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    with serving(healthy_three_exchanges(simulated=True)) as port:
+        completed = subprocess.run(
+            [
+                sys.executable,
+                str(SCRIPTS / "test_aggregator.py"),
+                "--target",
+                f"127.0.0.1:{port}",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+            check=False,
+        )
+
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    # Only the original fields are decoded: the new ones read as their documented defaults.
+    assert report["aggregate"]["price"] == 100010.25
+    assert report["aggregate"]["aggregate_minute"] == 0
+    assert report["simulated"] is False
+    assert [point["source"] for point in report["inputs"]] == ["binance", "coinbase", "kraken"]
+    assert all(point["quote"] == "" for point in report["inputs"])
