@@ -23,7 +23,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from common.logsetup import get_logger
-from common.timeutil import Clock, system_clock
+from common.timeutil import Clock, format_minute, system_clock
 from oracle_node.candle import Candle
 from oracle_node.config import ExchangeSettings
 from oracle_node.errors import (
@@ -39,8 +39,6 @@ from oracle_node.exchanges import get_adapter
 SIMULATED_HEADER: Final = "X-Oracle-Simulated"
 
 Sleep = Callable[[float], Awaitable[None]]
-
-log = get_logger()
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,10 @@ class CandleFetcher:
         self._sleep = sleep
         self._lag_poll_interval = lag_poll_interval
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not cryptography
-        self._log = log.bind(exchange=settings.name, simulated=simulate)
+        bound = {"exchange": settings.name}
+        if simulate:
+            bound["mode"] = "SIMULATED"
+        self._log = get_logger().bind(**bound)
 
     @property
     def api_url(self) -> str:
@@ -195,8 +196,9 @@ class CandleFetcher:
         upcoming = state.upcoming_sleep or 0.0
         return self._clock() + upcoming > deadline
 
-    def _log_retry(self, state: RetryCallState, minute: int) -> None:
+    def _log_retry(self, state: RetryCallState, minute_start: int) -> None:
         error = _error_of(state)
+        minute = format_minute(minute_start)
         wait = round(state.upcoming_sleep, 2)
         if isinstance(error, CandleNotYetAvailableError):
             self._log.info(

@@ -25,8 +25,6 @@ from oracle_node.scheduler import MinuteScheduler, Tick
 from oracle_node.submitter import Observation, Submitter
 from oracle_node.validation import validate_candle
 
-log = get_logger()
-
 # `--once` waits this long for the newest closed minute, then tries older ones briefly.
 _ONCE_LOOKBACK = 6
 _ONCE_FIRST_WAIT = 10.0
@@ -53,7 +51,7 @@ class OracleNode:
         bound = {"node_id": config.node_id, "exchange": config.exchange.name}
         if config.simulate:
             bound["mode"] = "SIMULATED"
-        self._log = log.bind(**bound)
+        self._log = get_logger().bind(**bound)
 
     async def collect(self, tick: Tick) -> Candle | None:
         """One cycle for `tick`: the validated candle that was queued, or None if skipped."""

@@ -42,8 +42,6 @@ _RETRYABLE: Final = frozenset(
 )
 _START_HINT: Final = "Make sure to run: aggregator (or scripts/run_aggregator.sh)"
 
-log = get_logger()
-
 
 @dataclass(frozen=True)
 class Observation:
@@ -90,7 +88,7 @@ class Submitter:
         bound = {"node_id": node_id, "aggregator": target}
         if simulated:
             bound["mode"] = "SIMULATED"
-        self._log = log.bind(**bound)
+        self._log = get_logger().bind(**bound)
 
     @property
     def pending(self) -> int:
