@@ -104,11 +104,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per level")
     parser.add_argument("--warmup", type=float, default=1.0, help="unrecorded seconds per level")
     parser.add_argument("--processes", type=int, default=1, help="load generator processes")
-    parser.add_argument("--nodes", type=int, default=300, help="node ids per SubmitPrice run")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="interleaved runs per level; the best is shown"
+    )
+    parser.add_argument("--nodes", type=int, default=90, help="node ids per SubmitPrice run")
     parser.add_argument(
         "--clock-speed",
         type=float,
-        default=3000.0,
+        default=6000.0,
         help="accelerated clock of the new-report and memory runs (x real time)",
     )
     parser.add_argument("--memory-submissions", type=int, default=1_000_000)
@@ -124,6 +127,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.smoke:
         args.concurrency = "4"
+        args.repeat = 1
         args.duration = 0.4
         args.warmup = 0.1
         args.memory_submissions = min(args.memory_submissions, 2_000)
@@ -225,45 +229,67 @@ def throughput(args: argparse.Namespace, log_dir: Path) -> list[Row]:
         ) as accelerated,
     ):
         targets = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
-        seed_fresh_prices(targets["cli"])
         load = {"processes": args.processes, "warmup": args.warmup, "duration": args.duration}
-        for level in args.levels:
-            print(f"  SubmitPrice, {level} in flight ...", file=sys.stderr, flush=True)
-            base = run_load(targets["baseline"], "submit", level, server_pid=baseline.pid, **load)
-            new = run_load(
-                targets["accelerated"],
-                "submit",
-                level,
-                clock=clock,
-                nodes=args.nodes,
-                node_prefix=f"new{level}",
-                server_pid=accelerated.pid,
-                **load,
-            )
-            real = run_load(
-                targets["cli"], "submit", level, nodes=args.nodes, server_pid=cli.pid, **load
-            )
-            rows.append(
-                Row("SubmitPrice: new reports", "submit", level, new, base, GOAL_SUBMIT_RATIO)
-            )
-            share = real.duplicates / real.calls if real.calls else 0.0
-            rows.append(
-                Row(
-                    f"SubmitPrice: CLI, real clock ({share:.0%} resubmitted)",
-                    "submit",
-                    level,
-                    real,
-                    base,
-                    GOAL_SUBMIT_RATIO,
+        # Every figure is the best of `repeat` interleaved runs: other load on the machine only
+        # ever slows a run down, so the best run is the one closest to this code's own cost.
+        runs: dict[tuple[str, int], list[LoadFigures]] = {}
+        for rep in range(args.repeat):
+            for level in args.levels:
+                print(
+                    f"  run {rep + 1}/{args.repeat}: {level} in flight ...",
+                    file=sys.stderr,
+                    flush=True,
                 )
-            )
-            rows.append(Row("bare baseline SubmitPrice", "submit", level, base, base, None))
+                runs.setdefault(("submit-baseline", level), []).append(
+                    run_load(targets["baseline"], "submit", level, server_pid=baseline.pid, **load)
+                )
+                runs.setdefault(("submit-new", level), []).append(
+                    run_load(
+                        targets["accelerated"],
+                        "submit",
+                        level,
+                        clock=clock,
+                        nodes=args.nodes,
+                        node_prefix=f"new{level}r{rep}",
+                        server_pid=accelerated.pid,
+                        **load,
+                    )
+                )
+                runs.setdefault(("submit-real", level), []).append(
+                    run_load(
+                        targets["cli"],
+                        "submit",
+                        level,
+                        nodes=args.nodes,
+                        server_pid=cli.pid,
+                        **load,
+                    )
+                )
+                runs.setdefault(("get-baseline", level), []).append(
+                    run_load(targets["baseline"], "get", level, server_pid=baseline.pid, **load)
+                )
+                # Re-seed the newest closed minute, so every read finds a fresh aggregate.
+                seed_fresh_prices(targets["cli"])
+                runs.setdefault(("get", level), []).append(
+                    run_load(targets["cli"], "get", level, server_pid=cli.pid, **load)
+                )
+        best = {key: max(found, key=lambda f: f.calls_per_s) for key, found in runs.items()}
         for level in args.levels:
-            print(f"  GetAggregatedPrice, {level} in flight ...", file=sys.stderr, flush=True)
-            base = run_load(targets["baseline"], "get", level, server_pid=baseline.pid, **load)
-            real = run_load(targets["cli"], "get", level, server_pid=cli.pid, **load)
-            rows.append(Row("GetAggregatedPrice", "get", level, real, base, GOAL_GET_RATIO))
-            rows.append(Row("bare baseline GetAggregatedPrice", "get", level, base, base, None))
+            base, real = best["submit-baseline", level], best["submit-real", level]
+            share = real.duplicates / real.calls if real.calls else 0.0
+            new_label = f"SubmitPrice: new reports ({args.nodes} nodes)"
+            real_label = f"SubmitPrice: CLI, real clock ({share:.0%} resubmitted)"
+            rows += [
+                Row(new_label, "submit", level, best["submit-new", level], base, GOAL_SUBMIT_RATIO),
+                Row(real_label, "submit", level, real, base, GOAL_SUBMIT_RATIO),
+                Row("bare baseline SubmitPrice", "submit", level, base, base, None),
+            ]
+        for level in args.levels:
+            base = best["get-baseline", level]
+            rows += [
+                Row("GetAggregatedPrice", "get", level, best["get", level], base, GOAL_GET_RATIO),
+                Row("bare baseline GetAggregatedPrice", "get", level, base, base, None),
+            ]
         for service in (cli, accelerated):
             code = service.stop()
             if code != 0:

@@ -2,18 +2,18 @@
 
 A real node reports each closed candle once; a benchmark that resubmitted the same (node, minute)
 would mostly measure the cheap idempotent-duplicate path. So each stream owns a set of node ids
-spread over the three exchanges and gives every node each candle minute at most once, walking the
-minutes the aggregator accepts: candle open times from `now - 300` to `now + 60` (the contract
-allows 120 s in the future and 10 minutes of lateness after the close; the margins absorb call
-latency, even on the accelerated clock). On the real clock that budget is `nodes x 7`
-submissions plus `nodes` per minute of wall time, and the aggregator's node table is capped
-(1024), so at thousands of calls per second the budget runs out within seconds; the stream then
-resubmits the same (node, minute, price), an idempotent duplicate, and the report shows the
-duplicate share.
+spread over the three exchanges and gives every node each closed candle at most once, walking the
+last three closed minutes (open times `now - 180` to `now - 60`: closed, at most two minutes late,
+well inside the contract's 10-minute lateness even after the call's own latency on the
+accelerated clock). On the real clock that budget is `nodes x 3` submissions plus `nodes` per
+minute of wall time, and the aggregator's node table is capped (1024), so at thousands of calls
+per second it runs out within a second; the stream then resubmits the same (node, minute, price),
+an idempotent duplicate, and the report shows the duplicate share.
 
 `ServerClock` with `speed > 1` is the accelerated clock: the aggregator is started with the same
-clock, so candle minutes advance fast enough for every submission to be a new report and a
-million submissions cover many hours of candle minutes (the bounded-memory check needs that).
+clock, so candle minutes advance fast enough for every submission to be a new report (at 6000x,
+each node has a new closed candle every 10 ms) and a million submissions cover many days of
+candle minutes, which the bounded-memory check needs.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from common.timeutil import MINUTE, minute_floor
 
 SYMBOLS = {"binance": "BTCUSDT", "coinbase": "BTC-USD", "kraken": "XBTUSD"}
 EXCHANGE_OFFSET = {"binance": 0.0, "coinbase": 12.5, "kraken": -7.25}
-OLDEST_OFFSET = 5 * MINUTE  # candle open times down to now - 300 s
-NEWEST_OFFSET = MINUTE  # ... and up to now + 60 s
+OLDEST_OFFSET = 3 * MINUTE  # candle open times down to now - 180 s (closed 2 minutes ago)
+NEWEST_OFFSET = -MINUTE  # ... and up to now - 60 s: the newest closed candle
 
 
 @dataclass(frozen=True)

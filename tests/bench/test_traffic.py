@@ -24,14 +24,14 @@ class FrozenClock(ServerClock):
 def test_stream_sends_new_valid_reports_over_all_exchanges_until_its_budget_is_used() -> None:
     stream = SubmitStream("bench-s0", 30, FrozenClock(NOW), simulated=False)
     config = AggregatorConfig()
-    budget = 30 * 7  # 30 nodes x the 7 accepted minutes (now - 300 .. now + 60)
+    budget = 30 * 3  # 30 nodes x the last 3 closed minutes (now - 180 .. now - 60)
     requests = [stream.next_request() for _ in range(budget)]
     keys = [(r.node_id, r.timestamp) for r in requests]
     assert len(set(keys)) == budget
     assert stream.resubmissions == 0
     for request in requests:
         validate_submission(request, config, NOW)  # raises on anything the aggregator refuses
-    assert Counter(r.source for r in requests) == {"binance": 70, "coinbase": 70, "kraken": 70}
+    assert Counter(r.source for r in requests) == {"binance": 30, "coinbase": 30, "kraken": 30}
 
     again = stream.next_request()
     assert stream.resubmissions == 1
