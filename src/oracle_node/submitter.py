@@ -40,7 +40,7 @@ _RETRYABLE: Final = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
 )
-_START_HINT: Final = "Make sure to run: aggregator (or scripts/run_aggregator.sh)"
+_START_HINT: Final = "Make sure to run: aggregator (or scripts/run_multi_nodes.sh, which starts it)"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from decimal import Decimal
+from pathlib import Path
 
 import grpc
 import httpx
@@ -232,3 +233,36 @@ async def test_the_loop_collects_at_each_boundary_and_stops_cleanly(
     assert logs[-1]["event"] == "node_stopped"
     answer = await aggregator.price("binance")
     assert answer.aggregate_minute == T0 + 120
+
+
+async def test_shutdown_abandons_a_stuck_minute_within_the_grace_period(
+    clock: FakeClock, aggregator: Aggregator, tmp_path: Path
+) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("[oracle]\nshutdown_grace_seconds = 0.2\n", encoding="utf-8")
+    config = load_config(
+        path,
+        Overrides(aggregator_url=f"127.0.0.1:{aggregator.port}", api_url="http://exchange.test"),
+    )
+    never, asked = asyncio.Event(), asyncio.Event()
+
+    async def hanging_exchange(_request: httpx.Request) -> httpx.Response:
+        asked.set()
+        await never.wait()  # an exchange that accepted the connection and never answers
+        raise AssertionError("unreachable")
+
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hanging_exchange)) as client:
+        fetcher = CandleFetcher(client, config.exchange, clock=clock, sleep=clock.sleep)
+        submitter = Submitter(config.aggregator_target, config.node_id)
+        scheduler = MinuteScheduler(clock=clock, sleep=clock.sleep)
+        node = OracleNode(config, fetcher, submitter, scheduler, clock=clock)
+        with capture_logs() as logs:
+            running = asyncio.ensure_future(node.run(stop))
+            await asyncio.wait_for(asked.wait(), timeout=5)
+            stop.set()
+            await asyncio.wait_for(running, timeout=5)
+        await submitter.close()
+    events = [entry["event"] for entry in logs]
+    assert "minute_abandoned_on_shutdown" in events
+    assert events[-1] == "node_stopped"
