@@ -98,6 +98,9 @@ class CandleFetcher:
         self._clock = clock
         self._sleep = sleep
         self._lag_poll_interval = lag_poll_interval
+        # Until this clock time the venue asked us (Retry-After) not to call: calling anyway
+        # during a Binance 418 ban lengthens the ban.
+        self._quiet_until = 0.0
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not cryptography
         bound = {"exchange": settings.name}
         if simulate:
@@ -114,6 +117,12 @@ class CandleFetcher:
 
         `deadline` is a time on the injected clock after which no new attempt starts.
         """
+        if (quiet := self._quiet_until - self._clock()) > 0:
+            raise RateLimitedError(
+                f"{self._adapter.display_name} asked for no requests for {quiet:.0f} s more "
+                "(Retry-After); not calling it before then",
+                retry_after=quiet,
+            )
         failures = _FailureCount()
         attempts = 0
         latency_ms = 0.0
@@ -153,6 +162,8 @@ class CandleFetcher:
         status = response.status_code
         if status in {418, 429}:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+            if retry_after is not None:
+                self._quiet_until = max(self._quiet_until, self._clock() + retry_after)
             raise RateLimitedError(
                 f"{self._adapter.display_name} rate limit (HTTP {status}): "
                 f"{self._adapter.error_message(status, response.content)}",

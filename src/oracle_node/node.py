@@ -19,7 +19,12 @@ from common.logsetup import get_logger
 from common.timeutil import MINUTE, Clock, format_minute, minute_floor, system_clock
 from oracle_node.candle import Candle
 from oracle_node.config import NodeConfig
-from oracle_node.errors import CandleNotYetAvailableError, FetchError, InvalidCandleError
+from oracle_node.errors import (
+    CandleNotYetAvailableError,
+    FetchError,
+    InvalidCandleError,
+    RateLimitedError,
+)
 from oracle_node.fetcher import CandleFetcher, Sleep, make_client
 from oracle_node.scheduler import MinuteScheduler, Tick
 from oracle_node.submitter import Observation, Submitter
@@ -67,6 +72,16 @@ class OracleNode:
                 minute=minute_text,
                 reason=f"not published by the deadline ({self._config.fetch_deadline:g} s "
                 f"after the boundary): {error}",
+            )
+            return None
+        except RateLimitedError as error:
+            # Retry-After reaches past this minute's deadline (e.g. a 418 ban): skip, say why.
+            self._log.error(
+                "Rate limit exceeded - Too many requests",
+                hint="automatic retry with exponential backoff from the next minute on",
+                minute=minute_text,
+                error=str(error),
+                retry_after=error.retry_after,
             )
             return None
         except FetchError as error:

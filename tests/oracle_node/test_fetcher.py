@@ -174,6 +174,24 @@ async def test_418_ban_longer_than_the_minute_gives_up_at_once(
 
 
 @respx.mock
+async def test_no_calls_during_a_ban(client: httpx.AsyncClient, clock: FakeClock) -> None:
+    banned = httpx.Response(
+        418, content=fixture("binance_418_banned.json"), headers={"Retry-After": "100"}
+    )
+    route = respx.get(URLS["binance"]).mock(side_effect=[banned, ok("binance")])
+    fetcher = fetcher_for("binance", client, clock)
+    with pytest.raises(RateLimitedError):
+        await fetcher.fetch(NEWEST_CLOSED, DEADLINE)
+    clock.now += 60  # the next minute: still banned, so Binance is not asked (that would extend it)
+    with pytest.raises(RateLimitedError, match="not calling it"):
+        await fetcher.fetch(NEWEST_CLOSED + 60, DEADLINE + 60)
+    assert route.call_count == 1
+    clock.now += 60  # the ban is over
+    result = await fetcher.fetch(NEWEST_CLOSED, clock.now + 45)
+    assert result.candle.close == Decimal("102299.30000000")
+
+
+@respx.mock
 async def test_418_short_ban_is_waited_out(client: httpx.AsyncClient, clock: FakeClock) -> None:
     banned = httpx.Response(
         418, content=fixture("binance_418_banned.json"), headers={"Retry-After": "5"}
