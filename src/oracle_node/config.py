@@ -435,6 +435,10 @@ def _exchange_name(reader: _Reader, overrides: Overrides) -> str:
                 "lists several exchanges; a node serves one: set [oracle] exchange or --exchange",
             )
         name = enabled[0]
+    if name is not None and enabled and name not in enabled:
+        raise reader.error(
+            "sources", "enabled", f"does not include [oracle] exchange = {name!r}: {enabled!r}"
+        )
     name = name or "binance"
     if name not in EXCHANGES:
         raise reader.error(

@@ -170,6 +170,10 @@ def test_no_file_means_defaults() -> None:
         ("[oracle]\nfetch_deadline_seconds = 75\n", r"fetch_deadline_seconds"),
         ("[oracle]\nbuffer_size = 0\n", r"buffer_size: must be from 1"),
         ("[sources]\nenabled = ['binance', 'kraken']\n", r"\[sources\] enabled: lists several"),
+        (
+            "[oracle]\nexchange = 'kraken'\n[sources]\nenabled = ['binance']\n",
+            r"\[sources\] enabled: does not include \[oracle\] exchange = 'kraken'",
+        ),
         ("[binance]\ntimeout = -1\n", r"\[binance\] timeout: must be above 0"),
         ("[binance]\nmax_retries = true\n", r"\[binance\] max_retries: must be an integer"),
         ("[binance]\nsymbol = 'BTCEUR'\n", r"\[binance\] symbol: .*not quoted in USD or USDT"),
