@@ -34,6 +34,8 @@ from oracle_node.validation import validate_candle
 _ONCE_LOOKBACK = 6
 _ONCE_FIRST_WAIT = 10.0
 _ONCE_OLDER_WAIT = 2.0
+# Seconds before the next boundary by which a cycle stops waiting for the aggregator.
+_NEXT_TICK_MARGIN = 1.0
 
 
 class OracleNode:
@@ -107,7 +109,14 @@ class OracleNode:
             self._log.error("candle_rejected", minute=minute_text, reason=str(error))
             return None
         self._submitter.enqueue(Observation(candle=candle, collected_at=finished))
-        await self._submitter.flush()
+        # Delivery may wait for a restarting aggregator, but never into the next collection:
+        # whatever is not sent by then stays buffered for the next minute.
+        budget = tick.boundary + self._config.interval - self._clock() - _NEXT_TICK_MARGIN
+        if budget > 0:
+            try:
+                await asyncio.wait_for(self._submitter.flush(), timeout=budget)
+            except TimeoutError:
+                self._log.warning("delivery_postponed", pending=self._submitter.pending)
         return candle
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -124,10 +133,19 @@ class OracleNode:
         if self._config.simulate:
             self._log.warning("SIMULATED_MODE", detail="prices come from the exchange simulator")
         await self._submitter.check_health()
+        previous: Tick | None = None
         while not stop.is_set():
             tick = await self._scheduler.wait(stop)
             if tick is None:
                 break
+            if previous is not None and tick.boundary > previous.boundary + self._config.interval:
+                self._log.warning(
+                    "collections_missed",
+                    after=format_minute(previous.minute),
+                    next_minute=format_minute(tick.minute),
+                    reason="the previous cycle ran past the next boundary",
+                )
+            previous = tick
             await self._run_cycle(tick, stop)
         await self._shutdown()
 
