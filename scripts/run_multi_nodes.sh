@@ -9,8 +9,9 @@
 # Environment (optional): ORACLE_AGGREGATOR_PORT (50051), ORACLE_AGGREGATOR_HOST (bind, 0.0.0.0),
 # ORACLE_SIM_PORT (8099), ORACLE_SIM_SEED, ORACLE_NODE_INTERVAL (seconds, passed as --interval),
 # ORACLE_RUN_DIR (PID files, <repo>/run), ORACLE_LOG_DIR (logs, <repo>/logs),
-# ORACLE_START_TIMEOUT (seconds to wait for a process to answer, 30); the aggregator also reads
-# its own ORACLE_AGGREGATOR_* variables (e.g. ORACLE_AGGREGATOR_NODE_TIMEOUT).
+# ORACLE_START_TIMEOUT (seconds to wait for a process to answer, 30), ORACLE_NODE_SETTLE (seconds
+# a new node must survive to count as started, 2); the aggregator also reads its own
+# ORACLE_AGGREGATOR_* variables (e.g. ORACLE_AGGREGATOR_NODE_TIMEOUT).
 #
 # Exit status: 0 all started; 1 something failed to start; 2 usage; 3 refused (a node for an
 # exchange is still running, or the running aggregator is in the other mode, or a port is taken).
@@ -24,7 +25,7 @@ for arg in "$@"; do
   case "$arg" in
     --simulate) simulate=1 ;;
     -h | --help)
-      sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
