@@ -110,6 +110,24 @@ aggregator_mode() {
   "$VENV_PY" -c 'import json,sys; print("simulated" if json.loads(sys.argv[1])["simulated"] else "real")' "$answer"
 }
 
+# foreign_nodes: one line per exchange whose latest price at the running aggregator came from a
+# node these scripts did not start (e.g. one started by hand): starting ours would make it two.
+foreign_nodes() {
+  local answer
+  answer="$("$VENV_PY" "$oracle_root/scripts/test_aggregator.py" --json --timeout 2 \
+    --target "$aggregator_client_host:$aggregator_port" 2>/dev/null)" || true
+  [ -n "$answer" ] || return 0
+  "$VENV_PY" - "$answer" <<'EOF'
+import json, sys
+ours = {"binance": "oracle-node-1", "coinbase": "oracle-node-2", "kraken": "oracle-node-3"}
+for point in json.loads(sys.argv[1]).get("inputs", []):
+    nodes = point["node_id"].split(",")
+    others = [node for node in nodes if node and node != ours.get(point["source"])]
+    if others:
+        print(f"{point['source']}: {', '.join(others)} reported {point['minute_utc']}")
+EOF
+}
+
 # wait_ready NAME PID LOG CHECK...: poll CHECK until it succeeds, the process dies or time runs out.
 wait_ready() {
   local name="$1" pid="$2" log="$3" deadline
@@ -167,6 +185,13 @@ if [ "$agg_ours" = running ]; then
 fi
 if mode="$(aggregator_mode)"; then
   agg_action=reuse
+  foreign="$(foreign_nodes)"
+  if [ -n "$foreign" ]; then
+    echo "WARNING: the running aggregator has fresh prices from nodes these scripts did not start:"
+    printf '%s\n' "$foreign" | sed 's/^/  /'
+    echo "  If they still run, those exchanges get a second node (the aggregator takes the median);"
+    echo "  they are not in $run_dir, so stop them where they were started if that is not intended."
+  fi
   if [ "$mode" != "$want_mode" ]; then
     if [ "$mode" = simulated ]; then
       echo "REFUSED: the aggregator on $agg_target runs in SIMULATED mode, but real mode was asked." >&2

@@ -81,6 +81,29 @@ def test_simulate_run_refused_when_the_aggregator_is_real(
     assert _pid_files(script_env) == []
 
 
+def test_nodes_started_by_hand_are_pointed_out(
+    script_env: dict[str, str], aggregator_in: FakeAggregator
+) -> None:
+    aggregator_in.health.simulated = True
+    aggregator_in.price.recent_prices.extend(
+        [
+            oracle_pb2.PriceDataPoint(
+                price=1.0, timestamp=1_795_648_860, source="binance", node_id="binance-node"
+            ),
+            oracle_pb2.PriceDataPoint(
+                price=1.0, timestamp=1_795_648_860, source="kraken", node_id="oracle-node-3"
+            ),
+        ]
+    )
+
+    result = run_script("run_multi_nodes.sh", env=script_env)
+
+    assert "nodes these scripts did not start" in result.stdout
+    assert "  binance: binance-node reported 2026-11-25T23:21Z" in result.stdout
+    assert "kraken:" not in result.stdout
+    assert result.returncode == 3  # and the mode mismatch still refuses
+
+
 @pytest.mark.parametrize(
     ("port_variable", "args", "expected"),
     [
