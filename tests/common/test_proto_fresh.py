@@ -1,4 +1,4 @@
-"""The committed bindings in src/common/proto must be exactly what scripts/gen_proto.sh makes now."""
+"""The committed bindings in src/common/proto must be what scripts/gen_proto.sh makes now."""
 
 import subprocess
 import sys
