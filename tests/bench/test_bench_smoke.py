@@ -48,3 +48,26 @@ def test_aggregator_benchmark_smoke_prints_a_table_and_writes_json(tmp_path: Pat
     assert memory["failed_calls"] == 0
     assert memory["duplicates"] == 0
     assert memory["rss_after_total_mb"] > 0
+
+
+@pytest.mark.e2e
+def test_collection_benchmark_smoke_starts_everything_and_fetches_each_venue(
+    tmp_path: Path,
+) -> None:
+    figures_file = tmp_path / "collection.json"
+    result = run_script("scripts/bench_collection.py", "--smoke", "--json", str(figures_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    assert "started simulator, aggregator --simulate, 3 nodes" in result.stdout
+    document = json.loads(figures_file.read_text(encoding="utf-8"))
+    venues = [row[0] for row in document["smoke"]]
+    assert venues == ["binance", "coinbase", "kraken"]
+    for _venue, _minute, close, fetch_ms, _process_ms in document["smoke"]:
+        assert float(close) > 0
+        assert float(fetch_ms) >= 0
+
+
+def test_collection_benchmark_refuses_an_unknown_scenario() -> None:
+    result = run_script("scripts/bench_collection.py", "--scenarios", "normal,stormy")
+    assert result.returncode == 2
+    assert "stormy" in result.stderr
