@@ -134,6 +134,7 @@ def test_simulated_system_from_start_to_stop(system_env: dict[str, str]) -> None
     assert report["healthy"] is True
     assert report["simulated"] is True
     assert report["aggregate"]["message"].startswith("SIMULATED")
+    assert report["health"]["active_nodes"] == 3
     minute = report["aggregate"]["aggregate_minute"]
     closes = {
         point["source"]: _sim_close(env, point["source"], minute) for point in report["inputs"]
