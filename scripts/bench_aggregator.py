@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +29,15 @@ from typing import Any
 
 import grpc
 from bench.loadgen import run_load
-from bench.procs import ServiceProcess, free_port, grpc_answers, rss_kib, venv_command
+from bench.procs import (
+    REPO_ROOT,
+    ServiceProcess,
+    bench_env,
+    free_port,
+    grpc_answers,
+    rss_kib,
+    venv_command,
+)
 from bench.report import (
     NOT_IMPLEMENTED,
     fmt_ms,
@@ -357,6 +366,36 @@ def fmt_cpu(figures: LoadFigures, baseline: LoadFigures) -> str:
     return f"{own:.0f} ({own / base:.2f}x)"
 
 
+def handler_cost(args: argparse.Namespace) -> dict[str, float]:
+    """The aggregator's own per-call cost without gRPC (`bench.profile_aggregator`)."""
+    calls = 2_000 if args.smoke else 20_000
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.profile_aggregator",
+            "--json",
+            "--nodes",
+            str(args.nodes),
+            "--calls",
+            str(calls),
+            "--clock-speed",
+            repr(args.clock_speed),
+            "--log-level",
+            args.log_level,
+        ],
+        env=bench_env(),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"bench.profile_aggregator failed:\n{result.stderr}")
+    figures: dict[str, float] = json.loads(result.stdout)
+    return figures
+
+
 def table(rows: list[Row]) -> str:
     header = [
         "RPC",
@@ -422,6 +461,7 @@ def main() -> int:
         try:
             rows = throughput(args, log_dir)
             mem = None if args.no_memory else memory(args, log_dir)
+            handlers = handler_cost(args)
         except RuntimeError as error:
             print(f"benchmark failed: {error}", file=sys.stderr)
             return 1
@@ -434,6 +474,13 @@ def main() -> int:
     for row in rows:
         for note in row.notes:
             print(f"  note: {row.label} @ {row.concurrency}: {note}")
+    print(
+        f"\nThe aggregator's own code per call (handlers called in process, no gRPC, "
+        f"{args.nodes} nodes, log level {args.log_level}): SubmitPrice "
+        f"{handlers['submit_us_per_call']:.1f} us, GetAggregatedPrice "
+        f"{handlers['get_us_per_call']:.1f} us; the rest of 'server CPU us/call' is gRPC and "
+        "asyncio, as the baseline shows."
+    )
     if mem is not None:
         print("\n" + memory_text(mem))
     if args.json is not None:
@@ -447,6 +494,7 @@ def main() -> int:
             "rows": [row.as_dict() for row in rows],
             "not_implemented": ["SubmitPrice: signed", "SubmitPrice: SQLite history on"],
             "memory": mem,
+            "handler_cost_us": handlers,
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"\nfigures written to {args.json}")
