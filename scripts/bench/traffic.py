@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from common.exchanges import EXCHANGES
 from common.proto import oracle_pb2
@@ -29,6 +30,12 @@ SYMBOLS = {"binance": "BTCUSDT", "coinbase": "BTC-USD", "kraken": "XBTUSD"}
 EXCHANGE_OFFSET = {"binance": 0.0, "coinbase": 12.5, "kraken": -7.25}
 OLDEST_OFFSET = 3 * MINUTE  # candle open times down to now - 180 s (closed 2 minutes ago)
 NEWEST_OFFSET = -MINUTE  # ... and up to now - 60 s: the newest closed candle
+
+
+class CandleClock(Protocol):
+    """What traffic needs of a clock: the aggregator's idea of now, in unix seconds."""
+
+    def now(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ def candle_close(exchange: str, minute: int, node_index: int) -> float:
 class SubmitStream:
     """One in-flight slot's sequence of unique, valid PriceRequests."""
 
-    def __init__(self, prefix: str, nodes: int, clock: ServerClock, *, simulated: bool) -> None:
+    def __init__(self, prefix: str, nodes: int, clock: CandleClock, *, simulated: bool) -> None:
         if nodes < 1:
             raise ValueError("a stream needs at least one node")
         self._node_ids = [f"{prefix}-{i}" for i in range(nodes)]
@@ -103,7 +110,7 @@ class SubmitStream:
         )
 
 
-def fresh_seed_requests(clock: ServerClock, *, simulated: bool) -> list[oracle_pb2.PriceRequest]:
+def fresh_seed_requests(clock: CandleClock, *, simulated: bool) -> list[oracle_pb2.PriceRequest]:
     """Three nodes per exchange for the last two closed minutes: a fresh aggregate to read."""
     closed = minute_floor(clock.now()) - MINUTE
     requests = []

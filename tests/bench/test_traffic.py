@@ -54,7 +54,7 @@ class SteppingClock:
 
 def test_advancing_minutes_give_every_node_new_reports_without_running_out() -> None:
     clock = SteppingClock(NOW)
-    stream = SubmitStream("bench-s0", 3, clock, simulated=True)  # type: ignore[arg-type]
+    stream = SubmitStream("bench-s0", 3, clock, simulated=True)
     config = AggregatorConfig(simulate=True)
     requests = []
     for _ in range(200):
