@@ -14,6 +14,7 @@ from aggregator.server import create_server
 from common.timeutil import minute_floor
 
 HERE = Path(__file__).parent / "original_contract"
+ORIGINAL_PROTO = Path(__file__).parents[1] / "fixtures" / "original_contract" / "oracle.proto"
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def original_bindings(tmp_path_factory) -> Path:
     from grpc_tools import protoc
 
     out = tmp_path_factory.mktemp("original")
-    shutil.copy(HERE / "oracle.proto", out / "oracle.proto")
+    shutil.copy(ORIGINAL_PROTO, out / "oracle.proto")
     shutil.copy(HERE / "original_client.py", out / "original_client.py")
     status = protoc.main(
         ["protoc", f"-I{out}", f"--python_out={out}", f"--grpc_python_out={out}", "oracle.proto"]

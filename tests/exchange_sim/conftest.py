@@ -15,7 +15,7 @@ from exchange_sim.config import SimConfig
 from exchange_sim.responses import SimResponse
 from exchange_sim.server import SimServer, create_server, run_in_thread
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "exchanges"
 
 # 2025-01-20T14:35:27Z, the reference fixtures' "now": 14:35 is forming, 14:34 the newest closed.
 NOW = 1737383727.0

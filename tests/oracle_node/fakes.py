@@ -16,7 +16,7 @@ import httpx
 
 from common.timeutil import MINUTE, minute_floor
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "exchanges"
 
 # The reference scenario: 2025-01-20T14:35:27Z; 14:34 is the newest closed minute.
 SCENARIO_NOW = 1737383727.0

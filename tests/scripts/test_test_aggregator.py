@@ -251,7 +251,7 @@ def test_runs_with_a_system_python_by_re_executing_in_the_venv() -> None:
 def test_runs_with_bindings_generated_from_the_original_contract(tmp_path: Path) -> None:
     """The original .proto lacks every field the port added; the probe must not need them."""
     grpc_tools = pytest.importorskip("grpc_tools.protoc")
-    original = REPO_ROOT / "tests" / "scripts" / "fixtures" / "original_oracle.proto"
+    original = REPO_ROOT / "tests" / "fixtures" / "original_contract" / "oracle.proto"
     (tmp_path / "protos" / "common" / "proto").mkdir(parents=True)
     (tmp_path / "protos" / "common" / "proto" / "oracle.proto").write_text(original.read_text())
     (tmp_path / "common" / "proto").mkdir(parents=True)
