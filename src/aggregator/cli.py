@@ -8,6 +8,7 @@ exists and the built-in defaults (the original's behaviour) apply otherwise.
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 import click
@@ -18,28 +19,30 @@ from common.errors import ConfigError
 from common.logsetup import configure_logging
 
 DEFAULT_CONFIG = Path("config/aggregator.toml")
+option = functools.partial(click.option, show_envvar=True)
 
 
 @click.command(context_settings={"auto_envvar_prefix": "ORACLE_AGGREGATOR", "show_default": True})
-@click.option("--host", help="Address to listen on.  [default: 0.0.0.0]")
-@click.option("--port", type=click.IntRange(0, 65535), help="gRPC port.  [default: 50051]")
-@click.option(
+@option("--host", help="Address to listen on.  [default: 0.0.0.0]")
+@option("--port", type=click.IntRange(0, 65535), help="gRPC port.  [default: 50051]")
+@option(
     "--config",
     "config_path",
+    envvar="ORACLE_AGGREGATOR_CONFIG",
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"TOML config file.  [default: {DEFAULT_CONFIG}, if present]",
 )
-@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="JSON log file.")
-@click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Log level.  [default: info]")
-@click.option(
+@option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="JSON log file.")
+@option("--log-level", type=click.Choice(LOG_LEVELS), help="Log level.  [default: info]")
+@option(
     "--simulate/--no-simulate",
     default=None,
     help="Accept only simulated prices (offline mode); every answer says SIMULATED.",
 )
-@click.option("--node-timeout", type=click.FloatRange(min=1), help="Seconds a node stays active.")
-@click.option("--staleness", type=click.FloatRange(min=1), help="Seconds a price stays fresh.")
-@click.option("--quorum", type=click.IntRange(1, 16), help="Fresh exchanges needed.")
-@click.option("--grace", type=click.FloatRange(min=0.1), help="Shutdown grace period, seconds.")
+@option("--node-timeout", type=click.FloatRange(min=1), help="Seconds a node stays active.")
+@option("--staleness", type=click.FloatRange(min=1), help="Seconds a price stays fresh.")
+@option("--quorum", type=click.IntRange(1, 16), help="Fresh exchanges needed.")
+@option("--grace", type=click.FloatRange(min=0.1), help="Shutdown grace period, seconds.")
 def main(
     host: str | None,
     port: int | None,
