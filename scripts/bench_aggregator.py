@@ -7,9 +7,10 @@ calls in flight and records every latency; the report gives calls/s, p50/p99/p99
 to the baseline measured in the same run, against the goals of the benchmark issue. Then the
 memory check: the aggregator's RSS after 10,000 and after 1,000,000 new reports.
 
-    .venv/bin/python scripts/bench_aggregator.py                 # full run (~5 minutes)
+    .venv/bin/python scripts/bench_aggregator.py                 # full run (~12 minutes)
     .venv/bin/python scripts/bench_aggregator.py --smoke         # seconds: CI keeps it working
     .venv/bin/python scripts/bench_aggregator.py --json bench-results/aggregator.json
+    .venv/bin/python scripts/bench_aggregator.py --profile       # handlers only, cProfile
 
 Exit status 0 when the benchmark ran (goals missed are reported, not failed); 1 when a process
 could not start or a call kept failing.
@@ -132,6 +133,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     parser.add_argument(
         "--smoke", action="store_true", help="tiny run (seconds): checks the benchmark works"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only call the aggregator's handlers in process (no gRPC) under cProfile",
     )
     args = parser.parse_args()
     if args.smoke:
@@ -455,8 +461,27 @@ def memory_text(result: dict[str, Any]) -> str:
     return text
 
 
+def profile_only(args: argparse.Namespace) -> int:
+    """`bench.profile_aggregator --cprofile` with this run's settings, output passed through."""
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.profile_aggregator",
+        "--cprofile",
+        "--nodes",
+        str(args.nodes),
+        "--clock-speed",
+        repr(args.clock_speed),
+        "--log-level",
+        args.log_level,
+    ]
+    return subprocess.run(argv, env=bench_env(), cwd=REPO_ROOT, check=False).returncode
+
+
 def main() -> int:
     args = parse_args()
+    if args.profile:
+        return profile_only(args)
     info = machine()
     print(f"Machine: {machine_line(info)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-aggregator-") as tmp:
