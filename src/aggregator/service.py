@@ -96,6 +96,7 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self.draining = False
         self.activity = Activity()
         self._logged_aggregate: tuple[Decimal, int, int] | None = None
+        self._cached_answer: tuple[Aggregate, int, int, oracle_pb2.GetPriceResponse] | None = None
 
     @property
     def book(self) -> Book:
@@ -118,7 +119,9 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             message = "Price data received"
             if result.outcome is Outcome.STORED:
                 message += f" (stored; {observation.exchange} already has a newer minute)"
-            if result.co_reporters:
+            if len(result.co_reporters) == 1:
+                # Once per exchange and minute, when the second node arrives: enough to alert
+                # the operator without a log line per report when many nodes share an exchange.
                 self._warn_duplicate_exchange(
                     observation.exchange,
                     observation.minute,
@@ -176,29 +179,26 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self, request: oracle_pb2.GetPriceRequest, context: _Context
     ) -> oracle_pb2.GetPriceResponse:
         now = self._clock()
-        response = oracle_pb2.GetPriceResponse(
-            active_nodes=self._book.active_node_count(now), simulated=self._config.simulate
-        )
-        label = _label(self._config)
+        active = self._book.active_node_count(now)
         source = request.source_filter if request.HasField("source_filter") else ""
         if source:
-            if source not in EXCHANGES:
-                raise InvalidObservationError(
-                    "source_filter",
-                    f"unknown exchange {source!r}; expected one of {', '.join(EXCHANGES)}",
-                )
-            price = self._book.exchange_price(source, now)
-            if price is None:
-                response.message = f"{label}no fresh price from {source}"
-                return response
-            self._fill(response, price.price, price.minute, (price,), now)
-            response.message = (
-                f"{label}{source} BTC/{price.quote} {_price_text(price.price)} "
-                f"for {format_minute(price.minute)}"
-            )
-            return response
-
+            return self._exchange_answer(source, active, now)
         current = self._book.aggregate(now)
+        # Readers poll far more often than the aggregate changes: the answer is rebuilt only
+        # when the aggregate, the active node count or the second (age_seconds) changes.
+        second = int(now)
+        cached = self._cached_answer
+        if cached is not None and cached[0] is current and cached[1:3] == (active, second):
+            return cached[3]
+        response = self._aggregate_answer(current, active, now)
+        self._cached_answer = (current, active, second, response)
+        return response
+
+    def _aggregate_answer(
+        self, current: Aggregate, active: int, now: float
+    ) -> oracle_pb2.GetPriceResponse:
+        label = _label(self._config)
+        response = oracle_pb2.GetPriceResponse(active_nodes=active, simulated=self._config.simulate)
         if current.price is None or current.minute is None:
             reasons = "; ".join(f"{exchange} {why}" for exchange, why in current.excluded)
             response.message = f"{label}no aggregate: {current.reason}" + (
@@ -210,6 +210,25 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         response.message = (
             f"{label}BTC/USD {_price_text(current.price)} from {len(current.inputs)} "
             f"exchange(s) ({names}) for {format_minute(current.minute)}"
+        )
+        return response
+
+    def _exchange_answer(self, source: str, active: int, now: float) -> oracle_pb2.GetPriceResponse:
+        if source not in EXCHANGES:
+            raise InvalidObservationError(
+                "source_filter",
+                f"unknown exchange {source!r}; expected one of {', '.join(EXCHANGES)}",
+            )
+        label = _label(self._config)
+        response = oracle_pb2.GetPriceResponse(active_nodes=active, simulated=self._config.simulate)
+        price = self._book.exchange_price(source, now)
+        if price is None:
+            response.message = f"{label}no fresh price from {source}"
+            return response
+        self._fill(response, price.price, price.minute, (price,), now)
+        response.message = (
+            f"{label}{source} BTC/{price.quote} {_price_text(price.price)} "
+            f"for {format_minute(price.minute)}"
         )
         return response
 

@@ -6,6 +6,7 @@ look secret are redacted here, in one place, so no code path can log a key by ac
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -17,9 +18,16 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 _SECRET_MARKERS = ("secret", "password", "private", "seckey", "token")
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    # Cached: events reuse a small set of keys, and this runs for every key of every event.
+    lowered = key.lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS)
+
+
 def _redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     for key in event_dict:
-        if any(marker in key.lower() for marker in _SECRET_MARKERS):
+        if _is_secret_key(key):
             event_dict[key] = "<redacted>"
     return event_dict
 

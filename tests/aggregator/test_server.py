@@ -221,3 +221,14 @@ async def test_taken_port_is_a_clear_error(running):
 
     with pytest.raises(ConfigError, match="port is taken"):
         build_server(AggregatorConfig(host="127.0.0.1", port=bound.port))
+
+
+async def test_answer_follows_every_change_within_the_same_second(running):
+    _, stub = running
+    await stub.SubmitPrice(submit_request("binance", 100.0))
+    first = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+    await stub.SubmitPrice(submit_request("kraken", 300.0))
+    second = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+    assert (first.aggregated_price, first.data_points) == (100.0, 1)
+    assert (second.aggregated_price, second.data_points) == (200.0, 2)
+    assert second.active_nodes == 2
