@@ -71,22 +71,27 @@ def median(values: Iterable[Decimal]) -> Decimal:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def combine_reports(exchange: str, minute: int, reports: Iterable[Report]) -> ExchangePrice:
-    """One exchange's price for `minute` from all of its nodes' reports for that minute.
+def combine_reports(exchange: str, minute: int, reports: Mapping[str, Report]) -> ExchangePrice:
+    """One exchange's price for `minute` from all of its nodes' reports (node id -> report).
 
     The median rather than the mean: one faulty node among three of an exchange cannot move
     the exchange's price.
     """
-    ordered = sorted(reports, key=lambda report: report.node_id)
-    if not ordered:
+    if not reports:
         raise ValueError(f"no reports for {exchange} at minute {minute}")
+    if len(reports) == 1:  # the usual case: one node per exchange
+        ((node_id, report),) = reports.items()
+        return ExchangePrice(
+            exchange, minute, report.price, report.quote, (node_id,), report.received_at
+        )
+    values = reports.values()
     return ExchangePrice(
         exchange=exchange,
         minute=minute,
-        price=median(report.price for report in ordered),
-        quote=ordered[0].quote,
-        node_ids=tuple(report.node_id for report in ordered),
-        received_at=max(report.received_at for report in ordered),
+        price=median([report.price for report in values]),
+        quote=next(iter(values)).quote,
+        node_ids=tuple(sorted(reports)),
+        received_at=max(report.received_at for report in values),
     )
 
 

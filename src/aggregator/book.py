@@ -34,8 +34,9 @@ class Outcome(Enum):
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
     outcome: Outcome
-    # Other nodes that already reported the same exchange and minute (the duplicate-exchange case).
-    co_reporters: tuple[str, ...]
+    # Set when this report is the second one for its exchange and minute: the node that reported
+    # it first (the duplicate-exchange case, worth one warning).
+    first_reporter: str | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +59,7 @@ class Book:
         # horizon, even after the window dropped the report: resubmissions stay idempotent.
         self._seen: dict[tuple[str, int, str], Decimal] = {}
         self._seen_minutes: dict[int, list[tuple[str, int, str]]] = {}
+        self._next_prune = 0.0
         self._latest: dict[str, ExchangePrice] = {}
         # node_id -> record, least recently seen first; node_id -> last_seen of active nodes.
         self._nodes: OrderedDict[str, NodeRecord] = OrderedDict()
@@ -133,7 +135,7 @@ class Book:
         previous = self._seen.get(key)
         if previous is not None:
             if previous == observation.price:
-                return SubmitResult(Outcome.DUPLICATE, ())
+                return SubmitResult(Outcome.DUPLICATE)
             raise ConflictingObservationError(
                 f"node {observation.node_id} already reported {observation.exchange} at minute "
                 f"{observation.minute} with price {previous}; a different price "
@@ -152,18 +154,18 @@ class Book:
         report = Report(observation.node_id, observation.price, observation.quote, now)
         by_minute = self._reports.setdefault(observation.exchange, {})
         minute_reports = by_minute.setdefault(observation.minute, {})
-        co_reporters = tuple(sorted(minute_reports))
+        first_reporter = next(iter(minute_reports)) if len(minute_reports) == 1 else None
         minute_reports[observation.node_id] = report
         self._append_to_window(observation.exchange, observation.minute, observation.node_id)
 
         current = self._latest.get(observation.exchange)
         if current is not None and observation.minute < current.minute:
-            return SubmitResult(Outcome.STORED, co_reporters)
+            return SubmitResult(Outcome.STORED, first_reporter)
         self._latest[observation.exchange] = combine_reports(
-            observation.exchange, observation.minute, minute_reports.values()
+            observation.exchange, observation.minute, minute_reports
         )
         self._aggregate = None
-        return SubmitResult(Outcome.COUNTED, co_reporters)
+        return SubmitResult(Outcome.COUNTED, first_reporter)
 
     # -- bounded memory --------------------------------------------------------------------
 
@@ -177,9 +179,7 @@ class Book:
             del old_reports[old_node]
             if old_reports:
                 if self._latest[exchange].minute == old_minute:
-                    self._latest[exchange] = combine_reports(
-                        exchange, old_minute, old_reports.values()
-                    )
+                    self._latest[exchange] = combine_reports(exchange, old_minute, old_reports)
                     self._aggregate = None
                 continue
             del by_minute[old_minute]
@@ -187,16 +187,16 @@ class Book:
                 # Only reachable when many late reports for older minutes pushed out the newest
                 # minute's last report: fall back to the newest minute still held.
                 newest = max(by_minute)
-                self._latest[exchange] = combine_reports(
-                    exchange, newest, by_minute[newest].values()
-                )
+                self._latest[exchange] = combine_reports(exchange, newest, by_minute[newest])
                 self._aggregate = None
 
     def _prune_seen(self, now: float) -> None:
-        # Submissions for minutes before this are refused as too late, so they need no record.
-        horizon = now - self._config.lateness - MINUTE
-        if not self._seen_minutes or min(self._seen_minutes) >= horizon:
+        # Submissions for minutes before the horizon are refused as too late, so they need no
+        # record. Pruning once per minute of clock keeps at most one extra minute of records.
+        if now < self._next_prune:
             return
+        self._next_prune = now + MINUTE
+        horizon = now - self._config.lateness - MINUTE
         for minute in [m for m in self._seen_minutes if m < horizon]:
             for key in self._seen_minutes.pop(minute):
                 del self._seen[key]
@@ -226,12 +226,14 @@ class Book:
             del self._nodes[node_id]
 
     def _touch_node(self, observation: Observation, now: float) -> None:
-        record = self._nodes.pop(observation.node_id, None)
+        node_id = observation.node_id
+        record = self._nodes.get(node_id)
         if record is None:
-            record = NodeRecord(observation.exchange, now, 0)
-        record.exchange = observation.exchange
-        record.last_seen = now
-        record.submissions += 1
-        self._nodes[observation.node_id] = record
-        self._active.pop(observation.node_id, None)
-        self._active[observation.node_id] = now
+            self._nodes[node_id] = NodeRecord(observation.exchange, now, 1)
+        else:
+            record.exchange = observation.exchange
+            record.last_seen = now
+            record.submissions += 1
+            self._nodes.move_to_end(node_id)
+        self._active[node_id] = now
+        self._active.move_to_end(node_id)

@@ -119,13 +119,13 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             message = "Price data received"
             if result.outcome is Outcome.STORED:
                 message += f" (stored; {observation.exchange} already has a newer minute)"
-            if len(result.co_reporters) == 1:
+            if result.first_reporter is not None:
                 # Once per exchange and minute, when the second node arrives: enough to alert
                 # the operator without a log line per report when many nodes share an exchange.
                 self._warn_duplicate_exchange(
                     observation.exchange,
                     observation.minute,
-                    (*result.co_reporters, observation.node_id),
+                    (result.first_reporter, observation.node_id),
                 )
             if result.outcome is Outcome.COUNTED:
                 self._log_aggregate(current, now)

@@ -7,6 +7,7 @@ the accepted time range, unknown exchanges or quotes, empty, over-long or unprin
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -23,6 +24,18 @@ _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
 _SYMBOL = re.compile(r"[A-Za-z0-9/_.-]*")
 MAX_SYMBOL_LENGTH = 32
 MAX_SIGNATURE_LENGTH = 1024
+
+
+# Cached: a node sends the same id and symbol every minute. Only strings within the length
+# limits reach these, so the caches stay small.
+@functools.lru_cache(maxsize=4096)
+def _is_valid_id(node_id: str) -> bool:
+    return _NODE_ID.fullmatch(node_id) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _is_valid_symbol(symbol: str) -> bool:
+    return _SYMBOL.fullmatch(symbol) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +63,7 @@ def validate_submission(
         raise InvalidObservationError("node_id", "must not be empty")
     if len(node_id) > MAX_ID_LENGTH:
         raise InvalidObservationError("node_id", f"longer than {MAX_ID_LENGTH} characters")
-    if not _NODE_ID.fullmatch(node_id):
+    if not _is_valid_id(node_id):
         raise InvalidObservationError(
             "node_id", "use letters, digits and . _ : @ - only, starting with a letter or digit"
         )
@@ -70,7 +83,7 @@ def validate_submission(
         raise InvalidObservationError(
             "quote", f"unknown quote {request.quote!r}; expected {' or '.join(sorted(QUOTES))}"
         )
-    if len(request.symbol) > MAX_SYMBOL_LENGTH or not _SYMBOL.fullmatch(request.symbol):
+    if len(request.symbol) > MAX_SYMBOL_LENGTH or not _is_valid_symbol(request.symbol):
         raise InvalidObservationError(
             "symbol", f"at most {MAX_SYMBOL_LENGTH} of letters, digits and / _ . -"
         )

@@ -27,11 +27,11 @@ def test_mean_of_one_price_per_exchange():
 
 
 def test_nodes_of_one_exchange_are_combined_by_median_and_count_once():
-    reports = [
-        Report("b1", Decimal("100"), "USDT", 1.0),
-        Report("b2", Decimal("102"), "USDT", 3.0),
-        Report("b3", Decimal("900"), "USDT", 2.0),
-    ]
+    reports = {
+        "b3": Report("b3", Decimal("900"), "USDT", 2.0),
+        "b1": Report("b1", Decimal("100"), "USDT", 1.0),
+        "b2": Report("b2", Decimal("102"), "USDT", 3.0),
+    }
     combined = combine_reports("binance", MINUTE_0, reports)
     assert combined.price == Decimal("102")
     assert combined.node_ids == ("b1", "b2", "b3")

@@ -28,10 +28,12 @@ def test_second_node_on_an_exchange_does_not_add_weight(book):
     book.submit(observation("binance", "100", node_id="b1"), T0 + 61)
     book.submit(observation("kraken", "200"), T0 + 61)
     result = book.submit(observation("binance", "100", node_id="b2"), T0 + 62)
-    assert result.co_reporters == ("b1",)
+    assert result.first_reporter == "b1"
+    third = book.submit(observation("binance", "100", node_id="b3"), T0 + 62)
+    assert third.first_reporter is None  # the operator was warned once for this minute
     current = book.aggregate(T0 + 62)
     assert current.price == Decimal("150")
-    assert current.inputs[0].node_ids == ("b1", "b2")
+    assert current.inputs[0].node_ids == ("b1", "b2", "b3")
 
 
 def test_resubmission_is_idempotent(book):
