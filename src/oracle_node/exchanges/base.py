@@ -3,7 +3,9 @@
 Each venue's module builds the HTTP request for "the candle that opened at `minute`" and turns the
 response body into a `Candle`, so every quirk (row order, string vs number prices, the forming
 candle, errors inside HTTP 200) lives in one small, offline-testable place. The fetcher owns the
-network, the retries and the status codes common to every venue.
+network, the retries and the status codes common to every venue. What the venues share (finding the
+row that opened at a minute, reading its prices as `Decimal`) is here, driven by each venue's
+`RowLayout`.
 """
 
 from __future__ import annotations
@@ -91,6 +93,58 @@ def to_int(value: object, what: str, display_name: str) -> int:
     if isinstance(value, Decimal) and value == value.to_integral_value():
         return int(value)
     raise MalformedResponseError(f"{display_name} {what} is not an integer: {value!r}")
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """Where one venue's candle rows keep each field; column 0 is always the open time.
+
+    `row` and `time` are the venue's own words for a row and for column 0, so an error names them
+    as its documentation does; `length` is the fewest columns a row may have; `time_unit` is what
+    one second of open time counts (Binance: ms).
+    """
+
+    venue: str
+    row: str
+    time: str
+    open: int
+    high: int
+    low: int
+    close: int
+    length: int = 5
+    time_unit: int = 1
+
+    def find(self, rows: list[object], minute: int) -> tuple[int, list[object]] | None:
+        """The first row that opened at `minute`, with its index; every row before it is checked."""
+        wanted = minute * self.time_unit
+        for index, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) < self.length:
+                raise MalformedResponseError(
+                    f"{self.venue} {self.row} has the wrong shape: {row!r:.200}"
+                )
+            if to_int(row[0], self.time, self.venue) == wanted:
+                return index, row
+        return None
+
+    def candle(self, row: list[object], exchange: str, symbol: str, minute: int) -> Candle:
+        """The candle in a row `find` returned, every price as `Decimal`.
+
+        Prices are read in row order, so of several bad fields the error names the first one.
+        """
+        columns = sorted(
+            [(self.open, "open"), (self.high, "high"), (self.low, "low"), (self.close, "close")]
+        )
+        prices = {what: to_decimal(row[column], what, self.venue) for column, what in columns}
+        return Candle(
+            exchange=exchange,
+            symbol=symbol,
+            quote=quote_of(symbol),
+            minute=minute,
+            open=prices["open"],
+            high=prices["high"],
+            low=prices["low"],
+            close=prices["close"],
+        )
 
 
 def error_text(body: bytes) -> str:

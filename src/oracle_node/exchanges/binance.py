@@ -11,17 +11,14 @@ from typing import Final
 
 from oracle_node.candle import Candle
 from oracle_node.errors import CandleNotYetAvailableError, MalformedResponseError
-from oracle_node.exchanges.base import (
-    ExchangeRequest,
-    error_text,
-    load_json,
-    quote_of,
-    to_decimal,
-    to_int,
-)
+from oracle_node.exchanges.base import ExchangeRequest, RowLayout, error_text, load_json
 
 BINANCE_US_URL: Final = "https://api.binance.us"
 
+# `[openTime ms, "open", "high", "low", "close", volume, closeTime ms, ...]`
+_ROW: Final = RowLayout(
+    "Binance", "kline row", "openTime", open=1, high=2, low=3, close=4, length=7, time_unit=1000
+)
 # Enough rows to hold the minute just closed and the forming one, even with a few seconds of skew.
 _ROWS: Final = 5
 
@@ -46,29 +43,15 @@ class BinanceAdapter:
         rows = load_json(body, self.display_name)
         if not isinstance(rows, list):
             raise MalformedResponseError(f"Binance klines answer is not a list: {rows!r:.200}")
-        wanted_ms = minute * 1000
-        for index, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) < 7:
-                raise MalformedResponseError(f"Binance kline row has the wrong shape: {row!r:.200}")
-            if to_int(row[0], "openTime", self.display_name) != wanted_ms:
-                continue
-            if index == len(rows) - 1:
-                # Binance always appends the forming minute; if ours is last, Binance's clock has
-                # not rolled over yet and the close can still move.
-                raise CandleNotYetAvailableError(
-                    f"Binance minute {minute} is still the forming candle"
-                )
-            return Candle(
-                exchange=self.name,
-                symbol=symbol,
-                quote=quote_of(symbol),
-                minute=minute,
-                open=to_decimal(row[1], "open", self.display_name),
-                high=to_decimal(row[2], "high", self.display_name),
-                low=to_decimal(row[3], "low", self.display_name),
-                close=to_decimal(row[4], "close", self.display_name),
-            )
-        raise CandleNotYetAvailableError(f"Binance has no candle for minute {minute} yet")
+        found = _ROW.find(rows, minute)
+        if found is None:
+            raise CandleNotYetAvailableError(f"Binance has no candle for minute {minute} yet")
+        index, row = found
+        if index == len(rows) - 1:
+            # Binance always appends the forming minute; if ours is last, Binance's clock has
+            # not rolled over yet and the close can still move.
+            raise CandleNotYetAvailableError(f"Binance minute {minute} is still the forming candle")
+        return _ROW.candle(row, self.name, symbol, minute)
 
     def error_message(self, status: int, body: bytes) -> str:
         """Binance's `{"code","msg"}` text, with the Binance.US hint for a geo-block."""

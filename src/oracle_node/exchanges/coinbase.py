@@ -12,15 +12,10 @@ from typing import Final
 
 from oracle_node.candle import Candle
 from oracle_node.errors import CandleNotYetAvailableError, MalformedResponseError
-from oracle_node.exchanges.base import (
-    ExchangeRequest,
-    error_text,
-    load_json,
-    quote_of,
-    to_decimal,
-    to_int,
-)
+from oracle_node.exchanges.base import ExchangeRequest, RowLayout, error_text, load_json, to_int
 
+# `[time, low, high, open, close, volume]`: note the order.
+_ROW: Final = RowLayout("Coinbase", "row", "time", low=1, high=2, open=3, close=4)
 # A few minutes of context either side of the wanted one: small answers, and the window still
 # holds the minute when Coinbase interprets start/end loosely.
 _WINDOW_BEFORE: Final = 4 * 60
@@ -57,21 +52,9 @@ class CoinbaseAdapter:
             raise MalformedResponseError(f"Coinbase answered an error: {rows['message']}")
         if not isinstance(rows, list):
             raise MalformedResponseError(f"Coinbase candles answer is not a list: {rows!r:.200}")
-        for row in rows:
-            if not isinstance(row, list) or len(row) < 5:
-                raise MalformedResponseError(f"Coinbase row has the wrong shape: {row!r:.200}")
-            if to_int(row[0], "time", self.display_name) != minute:
-                continue
-            return Candle(
-                exchange=self.name,
-                symbol=symbol,
-                quote=quote_of(symbol),
-                minute=minute,
-                low=to_decimal(row[1], "low", self.display_name),
-                high=to_decimal(row[2], "high", self.display_name),
-                open=to_decimal(row[3], "open", self.display_name),
-                close=to_decimal(row[4], "close", self.display_name),
-            )
+        found = _ROW.find(rows, minute)
+        if found is not None:
+            return _ROW.candle(found[1], self.name, symbol, minute)
         newest = max(
             (to_int(row[0], "time", self.display_name) for row in rows if isinstance(row, list)),
             default=None,

@@ -18,15 +18,10 @@ from oracle_node.errors import (
     RateLimitedError,
     TransientFetchError,
 )
-from oracle_node.exchanges.base import (
-    ExchangeRequest,
-    error_text,
-    load_json,
-    quote_of,
-    to_decimal,
-    to_int,
-)
+from oracle_node.exchanges.base import ExchangeRequest, RowLayout, error_text, load_json
 
+# `[time, "open", "high", "low", "close", "vwap", "volume", count]`
+_ROW: Final = RowLayout("Kraken", "OHLC row", "time", open=1, high=2, low=3, close=4)
 _RATE_LIMIT_ERRORS: Final = ("EAPI:Rate limit exceeded", "EGeneral:Too many requests")
 _TRANSIENT_PREFIXES: Final = ("EService:",)
 # `since` is not documented as inclusive or exclusive, so ask from two minutes before.
@@ -66,26 +61,17 @@ class KrakenAdapter:
                 f"{sorted(result)}"
             )
         rows = pair_rows[0]
-        for index, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) < 5:
-                raise MalformedResponseError(f"Kraken OHLC row has the wrong shape: {row!r:.200}")
-            if to_int(row[0], "time", self.display_name) != minute:
-                continue
-            if index == len(rows) - 1:
-                raise CandleNotYetAvailableError(
-                    f"Kraken minute {minute} is still the forming (last) row"
-                )
-            return Candle(
-                exchange=self.name,
-                symbol=symbol,
-                quote=quote_of(symbol),
-                minute=minute,
-                open=to_decimal(row[1], "open", self.display_name),
-                high=to_decimal(row[2], "high", self.display_name),
-                low=to_decimal(row[3], "low", self.display_name),
-                close=to_decimal(row[4], "close", self.display_name),
+        found = _ROW.find(rows, minute)
+        if found is None:
+            raise CandleNotYetAvailableError(
+                f"Kraken has no committed candle for minute {minute} yet"
             )
-        raise CandleNotYetAvailableError(f"Kraken has no committed candle for minute {minute} yet")
+        index, row = found
+        if index == len(rows) - 1:
+            raise CandleNotYetAvailableError(
+                f"Kraken minute {minute} is still the forming (last) row"
+            )
+        return _ROW.candle(row, self.name, symbol, minute)
 
     def error_message(self, status: int, body: bytes) -> str:
         """A non-200 from Kraken means the request never reached it (Cloudflare, gateway)."""
