@@ -296,54 +296,46 @@ def _build(reader: _Reader, overrides: Overrides, path: Path | None) -> NodeConf
         "must be a positive multiple of 60 seconds",
     )
 
-    offset = _number_or(reader, "fetch_offset_seconds", 0.0)
-    _check(
+    offset = _number_setting(
         reader,
         ("oracle", "fetch_offset_seconds"),
-        offset,
+        0.0,
         lambda v: 0 <= v <= 10,
         "must be from 0 to 10 seconds",
     )
-    deadline = _number_or(reader, "fetch_deadline_seconds", 45.0)
-    _check(
+    deadline = _number_setting(
         reader,
         ("oracle", "fetch_deadline_seconds"),
-        deadline,
+        45.0,
         lambda v: offset < v < MINUTE,
         "must be above fetch_offset_seconds and below 60 seconds",
     )
 
-    buffer_size = reader.integer("oracle", "buffer_size")
-    buffer_size = 10 if buffer_size is None else buffer_size
-    _check(
+    buffer_size = _integer_setting(
         reader,
         ("oracle", "buffer_size"),
-        buffer_size,
+        10,
         lambda v: 1 <= v <= 10_000,
         "must be from 1 to 10000",
     )
-    submit_timeout = _number_or(reader, "submit_timeout", 5.0)
-    _check(
+    submit_timeout = _number_setting(
         reader,
         ("oracle", "submit_timeout"),
-        submit_timeout,
+        5.0,
         lambda v: 0 < v <= 60,
         "must be above 0 and at most 60 seconds",
     )
-    submit_retries = reader.integer("oracle", "submit_retries")
-    submit_retries = 2 if submit_retries is None else submit_retries
-    _check(
+    submit_retries = _integer_setting(
         reader,
         ("oracle", "submit_retries"),
-        submit_retries,
+        2,
         lambda v: 0 <= v <= 10,
         "must be from 0 to 10",
     )
-    grace = _number_or(reader, "shutdown_grace_seconds", 5.0)
-    _check(
+    grace = _number_setting(
         reader,
         ("oracle", "shutdown_grace_seconds"),
-        grace,
+        5.0,
         lambda v: 0 <= v <= 60,
         "must be from 0 to 60 seconds",
     )
@@ -402,9 +394,28 @@ def _build(reader: _Reader, overrides: Overrides, path: Path | None) -> NodeConf
     )
 
 
-def _number_or(reader: _Reader, key: str, default: float) -> float:
-    value = reader.number("oracle", key)
-    return default if value is None else value
+def _number_setting(
+    reader: _Reader,
+    label: tuple[str, str],
+    default: float,
+    ok: Callable[[float], bool],
+    why: str,
+) -> float:
+    """A number from the file (`default` when absent), refused unless `ok` holds."""
+    value = reader.number(*label)
+    return _check(reader, label, default if value is None else value, ok, why)
+
+
+def _integer_setting(
+    reader: _Reader,
+    label: tuple[str, str],
+    default: int,
+    ok: Callable[[int], bool],
+    why: str,
+) -> int:
+    """An integer from the file (`default` when absent), refused unless `ok` holds."""
+    value = reader.integer(*label)
+    return _check(reader, label, default if value is None else value, ok, why)
 
 
 def _exchange_name(reader: _Reader, overrides: Overrides) -> str:
@@ -465,39 +476,31 @@ def _exchange_settings(reader: _Reader, exchange: str, overrides: Overrides) -> 
     except ValueError as exc:
         raise reader.error(exchange, "symbol", str(exc)) from None
 
-    timeout = reader.number(exchange, "timeout")
-    timeout = 10.0 if timeout is None else timeout
-    _check(
+    timeout = _number_setting(
         reader,
         (exchange, "timeout"),
-        timeout,
+        10.0,
         lambda v: 0 < v <= 60,
         "must be above 0 and at most 60 seconds",
     )
-    max_retries = reader.integer(exchange, "max_retries")
-    max_retries = 3 if max_retries is None else max_retries
-    _check(
+    max_retries = _integer_setting(
         reader,
         (exchange, "max_retries"),
-        max_retries,
+        3,
         lambda v: 0 <= v <= 20,
         "must be from 0 to 20",
     )
-    initial = reader.number(exchange, "backoff_initial")
-    initial = 1.0 if initial is None else initial
-    _check(
+    initial = _number_setting(
         reader,
         (exchange, "backoff_initial"),
-        initial,
+        1.0,
         lambda v: 0 < v <= 30,
         "must be above 0 and at most 30 seconds",
     )
-    maximum = reader.number(exchange, "backoff_max")
-    maximum = 10.0 if maximum is None else maximum
-    _check(
+    maximum = _number_setting(
         reader,
         (exchange, "backoff_max"),
-        maximum,
+        10.0,
         lambda v: initial <= v <= 60,
         "must be from backoff_initial to 60 seconds",
     )
