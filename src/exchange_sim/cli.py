@@ -8,6 +8,7 @@ take the same faults as `POST /_sim/faults` (see `exchange_sim.faults`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import signal
@@ -29,6 +30,9 @@ from .server import create_server, run_in_thread
 
 _ENV = "ORACLE_SIM_"
 _DRAIN_SECONDS = 2.0
+# A setting option, also given by its ORACLE_SIM_* variable; --help shows the variable and default.
+# The fault flags are plain click options: they repeat, and no variable should inject a fault.
+_setting = functools.partial(click.option, show_envvar=True, show_default=True)
 
 
 def _split(flag: str, raw: str, min_parts: int, max_parts: int) -> list[str]:
@@ -109,63 +113,50 @@ def _write_port_file(path: Path, port: int) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": None})
-@click.option(
+@_setting(
     "--host",
-    default="127.0.0.1",
-    show_default=True,
     envvar=f"{_ENV}HOST",
-    show_envvar=True,
+    default="127.0.0.1",
     help="Address to bind; anything but loopback is warned about loudly.",
 )
-@click.option(
+@_setting(
     "--port",
-    default=DEFAULT_PORT,
-    show_default=True,
-    type=click.IntRange(0, 65535),
     envvar=f"{_ENV}PORT",
-    show_envvar=True,
+    default=DEFAULT_PORT,
+    type=click.IntRange(0, 65535),
     help="Port to bind; 0 picks a free one (see the banner).",
 )
-@click.option(
+@_setting(
     "--port-file",
-    type=click.Path(dir_okay=False, path_type=Path),
     envvar=f"{_ENV}PORT_FILE",
-    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Write the bound port number to this file.",
 )
-@click.option(
+@_setting(
     "--seed",
-    default=42,
-    show_default=True,
-    type=int,
     envvar=f"{_ENV}SEED",
-    show_envvar=True,
+    default=42,
+    type=int,
     help="Seed of the price walk; same seed, same candles.",
 )
-@click.option(
+@_setting(
     "--price",
-    default="100000",
-    show_default=True,
     envvar=f"{_ENV}PRICE",
-    show_envvar=True,
+    default="100000",
     help="Level the BTC price wanders around.",
 )
-@click.option(
+@_setting(
     "--volatility",
-    default=0.0004,
-    show_default=True,
-    type=float,
     envvar=f"{_ENV}VOLATILITY",
-    show_envvar=True,
+    default=0.0004,
+    type=float,
     help="Per-minute log-volatility of the walk.",
 )
-@click.option(
+@_setting(
     "--coinbase-lag-seconds",
-    default=5.0,
-    show_default=True,
-    type=float,
     envvar=f"{_ENV}COINBASE_LAG_SECONDS",
-    show_envvar=True,
+    default=5.0,
+    type=float,
     help="Coinbase publishes a closed minute only this long after its close.",
 )
 @click.option(
@@ -197,19 +188,16 @@ def _write_port_file(path: Path, port: int) -> None:
     metavar="VENUE:PERCENT",
     help="VENUE's price jumps by PERCENT from now on.",
 )
-@click.option(
+@_setting(
     "--log-file",
-    type=click.Path(dir_okay=False, path_type=Path),
     envvar=f"{_ENV}LOG_FILE",
-    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Append JSON log lines here instead of stderr.",
 )
-@click.option(
+@_setting(
     "--log-level",
-    default="info",
-    show_default=True,
     envvar=f"{_ENV}LOG_LEVEL",
-    show_envvar=True,
+    default="info",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
 def main(
