@@ -20,20 +20,7 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib/procs.sh
 source "$script_dir/lib/procs.sh"
 
-simulate=0
-for arg in "$@"; do
-  case "$arg" in
-    --simulate) simulate=1 ;;
-    -h | --help)
-      sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
-      exit 0
-      ;;
-    *)
-      echo "run_multi_nodes.sh: unknown argument '$arg' (usage: run_multi_nodes.sh [--simulate])" >&2
-      exit 2
-      ;;
-  esac
-done
+oracle_simulate_args "$@"
 
 start_timeout="${ORACLE_START_TIMEOUT:-30}"
 
@@ -87,17 +74,6 @@ import socket, sys
 try:
     socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
 except OSError:
-    sys.exit(1)
-EOF
-}
-
-sim_answers() { # the simulator's health endpoint answers 200
-  "$VENV_PY" - "$1" <<'EOF'
-import sys, urllib.request
-try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/_sim/health", timeout=2) as r:
-        sys.exit(0 if r.status == 200 else 1)
-except Exception:
     sys.exit(1)
 EOF
 }

@@ -24,7 +24,7 @@ while [ "$#" -gt 0 ]; do
       shift
       ;;
     -h | --help)
-      sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+      oracle_usage
       exit 0
       ;;
     *)

@@ -12,20 +12,7 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib/procs.sh
 source "$script_dir/lib/procs.sh"
 
-simulate=0
-for arg in "$@"; do
-  case "$arg" in
-    --simulate) simulate=1 ;;
-    -h | --help)
-      sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
-      exit 0
-      ;;
-    *)
-      echo "test_exchanges.sh: unknown argument '$arg' (usage: test_exchanges.sh [--simulate])" >&2
-      exit 2
-      ;;
-  esac
-done
+oracle_simulate_args "$@"
 
 # shellcheck source=scripts/venv.sh
 source "$oracle_root/scripts/venv.sh" ""  # "": not this script's own arguments
@@ -41,17 +28,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-sim_answers() {
-  "$VENV_PY" - "$1" <<'EOF'
-import sys, urllib.request
-try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/_sim/health", timeout=2) as r:
-        sys.exit(0 if r.status == 200 else 1)
-except Exception:
-    sys.exit(1)
-EOF
-}
 
 once_args=(--no-simulate)
 if [ "$simulate" = 1 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sourced by run_multi_nodes.sh, stop_nodes.sh and test_exchanges.sh: where the oracle's processes
-# keep their PID files and logs, and when a PID file may be trusted.
+# keep their PID files and logs, and when a PID file may be trusted; also the --help and --simulate
+# handling and the simulator probe those scripts share.
 #
 # A PID file holds two lines: the PID and that process's start time (`ps -o lstart=`). The start
 # time is what makes "stop exactly what we started" safe: after a crash or a reboot the PID may
@@ -95,4 +96,44 @@ log_tail() {
   else
     echo "(log $file is empty or missing)" >&2
   fi
+}
+
+# Print the calling script's header comment (line 2 up to the first line that is not a comment):
+# its --help text, so the two never drift apart.
+oracle_usage() {
+  awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
+}
+
+# oracle_simulate_args ARGS...: the one option of run_multi_nodes.sh and test_exchanges.sh. Sets
+# simulate to 1 or 0; -h/--help prints the usage and exits 0, anything else exits 2.
+oracle_simulate_args() {
+  local arg me
+  me="$(basename "$0")"
+  simulate=0
+  for arg in "$@"; do
+    case "$arg" in
+      --simulate) simulate=1 ;;
+      -h | --help)
+        oracle_usage
+        exit 0
+        ;;
+      *)
+        echo "$me: unknown argument '$arg' (usage: $me [--simulate])" >&2
+        exit 2
+        ;;
+    esac
+  done
+}
+
+# sim_answers PORT: the exchange simulator's health endpoint on 127.0.0.1:PORT answers 200.
+# Needs $VENV_PY (scripts/venv.sh), so nothing else has to be installed.
+sim_answers() {
+  "$VENV_PY" - "$1" <<'EOF'
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/_sim/health", timeout=2) as r:
+        sys.exit(0 if r.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+EOF
 }
