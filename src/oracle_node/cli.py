@@ -7,6 +7,7 @@ each option can also come from an `ORACLE_NODE_*` environment variable (shown in
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 from pathlib import Path
@@ -20,67 +21,61 @@ from oracle_node.config import DEFAULT_CONFIG_PATH, NodeConfig, Overrides, load_
 from oracle_node.errors import FetchError, InvalidCandleError
 from oracle_node.node import fetch_once, run_node
 
+# Every option but --once can also come from its ORACLE_NODE_* variable, shown in --help.
+option = functools.partial(click.option, show_envvar=True)
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
+@option(
     "--exchange",
     type=click.Choice(EXCHANGES),
     envvar="ORACLE_NODE_EXCHANGE",
-    show_envvar=True,
     help="Exchange to collect from  [default: from config, else binance]",
 )
-@click.option(
+@option(
     "--node-id",
     envvar="ORACLE_NODE_ID",
-    show_envvar=True,
     help='Node id  [default: from config, else "<exchange>-node"]',
 )
-@click.option(
+@option(
     "--aggregator-url",
     envvar="ORACLE_NODE_AGGREGATOR_URL",
-    show_envvar=True,
     help="gRPC aggregator, http://host:port or host:port  [default: http://localhost:50051]",
 )
-@click.option(
+@option(
     "--interval",
     type=int,
     envvar="ORACLE_NODE_INTERVAL",
-    show_envvar=True,
     help="Collection interval in seconds, a positive multiple of 60  [default: 60]",
 )
-@click.option(
+@option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="ORACLE_NODE_CONFIG",
-    show_envvar=True,
     help=f"Configuration file  [default: {DEFAULT_CONFIG_PATH}, if it exists]",
 )
-@click.option(
+@option(
     "--simulate/--no-simulate",
     default=None,
     envvar="ORACLE_NODE_SIMULATE",
-    show_envvar=True,
     help="Use the exchange simulator only; submissions are marked simulated",
 )
-@click.option(
+@option(
     "--api-url",
     envvar="ORACLE_NODE_API_URL",
-    show_envvar=True,
     help="Exchange base URL, overriding the config (e.g. the simulator's http://127.0.0.1:8099)",
 )
-@click.option(
+@option(
     "--log-file",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="ORACLE_NODE_LOG_FILE",
-    show_envvar=True,
     help="Append JSON log lines here instead of the console  [default: from config]",
 )
-@click.option(
+@option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     envvar="ORACLE_NODE_LOG_LEVEL",
-    show_envvar=True,
     help="Log level  [default: from config, else info]",
 )
 @click.option(
