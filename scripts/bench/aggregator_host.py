@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from pathlib import Path
 
 from aggregator.config import AggregatorConfig
 from aggregator.server import create_server
+from bench.procs import serve_until_signalled
 from bench.traffic import ServerClock
 from common.logsetup import configure_logging
 
@@ -25,16 +25,7 @@ async def serve(port: int, clock: ServerClock, simulate: bool) -> None:
     server, bound = create_server(
         AggregatorConfig(host="127.0.0.1", port=port, simulate=simulate), clock=clock.now
     )
-    await server.start()
-    print(f"PORT {bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await server.stop(grace=2.0)
+    await serve_until_signalled(server, bound, grace=2.0)
 
 
 def main() -> None:

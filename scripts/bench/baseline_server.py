@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 
+from bench.procs import serve_until_signalled
 from common.proto import oracle_pb2, oracle_pb2_grpc
 
 _MINUTE = 29_000_000 * 60  # an arbitrary fixed candle minute: the answer never changes
@@ -105,14 +105,7 @@ async def serve(host: str, port: int) -> None:
     server = grpc.aio.server()
     oracle_pb2_grpc.add_OracleServiceServicer_to_server(BaselineServicer(), server)
     bound = server.add_insecure_port(f"{host}:{port}")
-    await server.start()
-    print(f"PORT {bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await server.stop(grace=1.0)
+    await serve_until_signalled(server, bound, grace=1.0)
 
 
 def main() -> None:

@@ -2,11 +2,13 @@
 
 Every process gets its own log file in the run's temporary directory (so a failed start can be
 explained by showing the log tail) and is stopped with SIGTERM first, then SIGKILL after a grace
-period, so a benchmark never leaves a server behind.
+period, so a benchmark never leaves a server behind. The servers' own side of that (serve until
+SIGTERM, then stop gracefully) is `serve_until_signalled`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -140,3 +142,17 @@ def grpc_answers(target: str) -> bool:
         except grpc.RpcError:
             return False
         return True
+
+
+async def serve_until_signalled(server: grpc.aio.Server, port: int, grace: float) -> None:
+    """Start `server`, print `PORT <port>` once listening, serve until SIGTERM or SIGINT, stop."""
+    await server.start()
+    print(f"PORT {port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(grace=grace)
