@@ -15,12 +15,17 @@ from decimal import Decimal
 
 from aggregator.config import AggregatorConfig
 from common.errors import InvalidObservationError, PreconditionError
-from common.exchanges import DEFAULT_QUOTE, EXCHANGES, MAX_ID_LENGTH, QUOTES
+from common.exchanges import (
+    DEFAULT_QUOTE,
+    EXCHANGES,
+    MAX_ID_LENGTH,
+    NODE_ID_PATTERN,
+    NODE_ID_RULE,
+    QUOTES,
+)
 from common.proto import oracle_pb2
 from common.timeutil import MINUTE
 
-# Ids end up in logs and responses: printable ASCII without spaces keeps log lines unforgeable.
-_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
 _SYMBOL = re.compile(r"[A-Za-z0-9/_.-]*")
 MAX_SYMBOL_LENGTH = 32
 MAX_SIGNATURE_LENGTH = 1024
@@ -30,7 +35,7 @@ MAX_SIGNATURE_LENGTH = 1024
 # limits reach these, so the caches stay small.
 @functools.lru_cache(maxsize=4096)
 def _is_valid_id(node_id: str) -> bool:
-    return _NODE_ID.fullmatch(node_id) is not None
+    return NODE_ID_PATTERN.fullmatch(node_id) is not None
 
 
 @functools.lru_cache(maxsize=256)
@@ -64,9 +69,7 @@ def validate_submission(
     if len(node_id) > MAX_ID_LENGTH:
         raise InvalidObservationError("node_id", f"longer than {MAX_ID_LENGTH} characters")
     if not _is_valid_id(node_id):
-        raise InvalidObservationError(
-            "node_id", "use letters, digits and . _ : @ - only, starting with a letter or digit"
-        )
+        raise InvalidObservationError("node_id", f"use {NODE_ID_RULE}")
 
     source = request.source
     if not source:

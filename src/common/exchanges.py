@@ -7,6 +7,7 @@ a consumer can see it (and an operator who wants USD only can point Binance at B
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 EXCHANGES: Final[tuple[str, ...]] = ("binance", "coinbase", "kraken")
@@ -16,4 +17,9 @@ DEFAULT_QUOTE: Final[dict[str, str]] = {"binance": "USDT", "coinbase": "USD", "k
 
 QUOTES: Final[frozenset[str]] = frozenset({"USD", "USDT"})
 
+# Node ids and exchange names: 1 to 64 characters. Node ids end up in logs and answers, so they are
+# printable ASCII without spaces (log lines cannot be forged); the node checks its own id with the
+# same rule at startup, so a node never runs with an id the aggregator refuses.
 MAX_ID_LENGTH: Final = 64
+NODE_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
+NODE_ID_RULE: Final = "letters, digits and . _ : @ - only, starting with a letter or digit"
