@@ -210,20 +210,20 @@ class Book:
             del self._active[node_id]
 
     def _make_room_for_node(self, now: float) -> None:
-        # Count first and forget later, so a refused submission leaves the table as it was.
-        cutoff = now - self._config.node_retention
-        expired = []
-        for node_id, record in self._nodes.items():
-            if record.last_seen >= cutoff:
-                break
-            expired.append(node_id)
-        if len(self._nodes) - len(expired) >= self._config.max_nodes:
+        # Only when full, and only inactive nodes (silent past the node timeout) are forgotten:
+        # a burst of junk ids can then hold the table for one node timeout at most, never lock
+        # out a real node that comes back after an aggregator restart. Counted first and
+        # forgotten after the check, so a refused submission leaves the table as it was.
+        if len(self._nodes) < self._config.max_nodes:
+            return
+        cutoff = now - self._config.node_timeout
+        oldest_id, oldest = next(iter(self._nodes.items()))
+        if oldest.last_seen >= cutoff:
             raise CapacityError(
-                f"node table full ({self._config.max_nodes} nodes seen within "
-                f"{self._config.node_retention:g} s); a new node_id is refused until one expires"
+                f"node table full ({self._config.max_nodes} nodes active within "
+                f"{self._config.node_timeout:g} s); a new node_id is refused until one goes quiet"
             )
-        for node_id in expired:
-            del self._nodes[node_id]
+        del self._nodes[oldest_id]
 
     def _touch_node(self, observation: Observation, now: float) -> None:
         node_id = observation.node_id

@@ -36,14 +36,17 @@ class AggregatorConfig:
     lateness: float = 600.0
     # Timestamps further than this in the future are refused (clock skew allowance).
     max_future: float = 120.0
+    # Sanity ceiling on a submitted price (USD/USDT per BTC), the nodes' default bound: a price
+    # above it is refused before it can reach the book (and overflow decimal arithmetic).
+    max_price: float = 10_000_000.0
     # Observations kept per exchange (the original kept 100 in all).
     window: int = 100
     # Minimum number of fresh exchanges for an aggregate; 1 reproduces the original.
     quorum: int = 1
-    # Upper bound of the node table, so hostile node ids cannot grow memory without bound.
+    # Upper bound of the node table, so hostile node ids cannot grow memory without bound. When
+    # it is full, the least recently seen inactive node is forgotten to make room; only a table
+    # full of active nodes refuses a new id.
     max_nodes: int = 1024
-    # Nodes silent for longer than this are forgotten (they count as inactive long before).
-    node_retention: float = 3600.0
     # Simulate mode: accept only simulated prices and say SIMULATED everywhere.
     simulate: bool = False
     # In-flight RPCs get this long to finish after SIGTERM/SIGINT.
@@ -77,9 +80,11 @@ def _validate(config: AggregatorConfig) -> None:
         raise fail("host", "a host name or IP address", config.host)
     if not isinstance(config.port, int) or not 0 <= config.port <= 65535:
         raise fail("port", "an integer from 0 to 65535", config.port)
-    for key in ("node_timeout", "staleness", "lateness", "grace_seconds", "node_retention"):
+    for key in ("node_timeout", "staleness", "lateness", "grace_seconds"):
         if not _positive(getattr(config, key)):
             raise fail(key, "a positive number of seconds", getattr(config, key))
+    if not _positive(config.max_price) or config.max_price > 1e12:
+        raise fail("max_price", "a positive number up to 1e12", config.max_price)
     if not isinstance(config.max_future, int | float) or not 0 <= config.max_future <= 3600:
         raise fail("max_future", "seconds from 0 to 3600", config.max_future)
     for key, low, high in (

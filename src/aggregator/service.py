@@ -50,6 +50,11 @@ def _maps_errors(method: _Handler[_Servicer, _Req, _Resp]) -> _Handler[_Servicer
             )
             await context.abort(error.status, str(error))
             raise  # unreachable: abort raises; keeps type checkers and readers honest
+        except Exception:
+            # A bug must still give the client a clear status and leave a trace in the log.
+            _log.exception("request_failed", rpc=method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed; see the log")
+            raise
         finally:
             self.activity.finished()
 
@@ -82,7 +87,8 @@ def _label(config: AggregatorConfig) -> str:
 
 
 def _price_text(price: Decimal) -> str:
-    return f"{price.quantize(Decimal('0.01'))}"
+    # Formatting, unlike quantize(), cannot overflow the decimal context whatever the value.
+    return f"{price:.2f}"
 
 
 class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):

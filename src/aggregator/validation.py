@@ -59,28 +59,9 @@ def validate_submission(
     request: oracle_pb2.PriceRequest, config: AggregatorConfig, now: float
 ) -> Observation:
     """The request as an Observation; raises InvalidObservationError or PreconditionError."""
-    price = request.price
-    if not math.isfinite(price) or price <= 0:
-        raise InvalidObservationError("price", f"must be a finite number > 0, got {price!r}")
-
-    node_id = request.node_id
-    if not node_id:
-        raise InvalidObservationError("node_id", "must not be empty")
-    if len(node_id) > MAX_ID_LENGTH:
-        raise InvalidObservationError("node_id", f"longer than {MAX_ID_LENGTH} characters")
-    if not _is_valid_id(node_id):
-        raise InvalidObservationError("node_id", f"use {NODE_ID_RULE}")
-
-    source = request.source
-    if not source:
-        raise InvalidObservationError("source", "must not be empty")
-    if len(source) > MAX_ID_LENGTH:
-        raise InvalidObservationError("source", f"longer than {MAX_ID_LENGTH} characters")
-    if source not in EXCHANGES:
-        raise InvalidObservationError(
-            "source", f"unknown exchange {source!r}; expected one of {', '.join(EXCHANGES)}"
-        )
-
+    price = _validate_price(request.price, config)
+    node_id = _validate_node_id(request.node_id)
+    source = _validate_source(request.source)
     quote = request.quote or DEFAULT_QUOTE[source]
     if quote not in QUOTES:
         raise InvalidObservationError(
@@ -105,7 +86,40 @@ def validate_submission(
             "simulated: this aggregator runs in simulate mode and refuses real prices; "
             "restart it without --simulate to serve real data"
         )
-    return Observation(source, node_id, minute, Decimal(repr(price)), quote, request.simulated)
+    return Observation(source, node_id, minute, price, quote, request.simulated)
+
+
+def _validate_price(price: float, config: AggregatorConfig) -> Decimal:
+    if not math.isfinite(price) or price <= 0:
+        raise InvalidObservationError("price", f"must be a finite number > 0, got {price!r}")
+    if price > config.max_price:
+        raise InvalidObservationError(
+            "price", f"{price!r} is above the sanity ceiling max_price = {config.max_price:g}"
+        )
+    # repr() is the shortest decimal that round-trips: 102375.5, not 102375.49999999999
+    return Decimal(repr(price))
+
+
+def _validate_node_id(node_id: str) -> str:
+    if not node_id:
+        raise InvalidObservationError("node_id", "must not be empty")
+    if len(node_id) > MAX_ID_LENGTH:
+        raise InvalidObservationError("node_id", f"longer than {MAX_ID_LENGTH} characters")
+    if not _is_valid_id(node_id):
+        raise InvalidObservationError("node_id", f"use {NODE_ID_RULE}")
+    return node_id
+
+
+def _validate_source(source: str) -> str:
+    if not source:
+        raise InvalidObservationError("source", "must not be empty")
+    if len(source) > MAX_ID_LENGTH:
+        raise InvalidObservationError("source", f"longer than {MAX_ID_LENGTH} characters")
+    if source not in EXCHANGES:
+        raise InvalidObservationError(
+            "source", f"unknown exchange {source!r}; expected one of {', '.join(EXCHANGES)}"
+        )
+    return source
 
 
 def _validate_minute(timestamp: int, config: AggregatorConfig, now: float) -> int:

@@ -87,17 +87,28 @@ def test_node_active_for_timeout_then_inactive(book):
 
 
 def test_node_table_is_bounded_and_refusal_changes_nothing():
-    book = Book(AggregatorConfig(max_nodes=2, node_retention=300))
+    book = Book(AggregatorConfig(max_nodes=2, node_timeout=120))
     book.submit(observation("binance", node_id="b1"), T0 + 61)
-    book.submit(observation("kraken", node_id="k1"), T0 + 61)
+    book.submit(observation("kraken", node_id="k1"), T0 + 100)
     before = book.snapshot()
     with pytest.raises(CapacityError, match="node table full"):
-        book.submit(observation("coinbase", node_id="c1"), T0 + 62)
+        book.submit(observation("coinbase", node_id="c1"), T0 + 150)
     assert book.snapshot() == before
-    # Once a node has been silent past retention, its slot is reused.
-    book.submit(observation("coinbase", node_id="c1", minute=T0 + 300), T0 + 400)
+    # Once the least recently seen node has gone quiet, it makes room for the new one.
+    book.submit(observation("coinbase", node_id="c1", minute=T0 + 120), T0 + 182)
     assert book.node("b1") is None
+    assert book.node("k1") is not None
     assert book.node("c1") is not None
+
+
+def test_junk_ids_cannot_lock_out_a_real_node_for_longer_than_the_timeout():
+    book = Book(AggregatorConfig(max_nodes=100, node_timeout=120))
+    for index in range(100):
+        book.submit(observation("kraken", node_id=f"junk-{index}"), T0 + 61)
+    with pytest.raises(CapacityError):
+        book.submit(observation("kraken", node_id="oracle-node-3", minute=T0 + 60), T0 + 121)
+    result = book.submit(observation("kraken", node_id="oracle-node-3", minute=T0 + 120), T0 + 182)
+    assert result.outcome is Outcome.COUNTED
 
 
 def test_aggregate_recomputed_when_inputs_go_stale(book):

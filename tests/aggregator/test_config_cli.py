@@ -87,3 +87,10 @@ def test_taken_port_exits_with_clear_error(tmp_path):
         )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: the port is taken" in result.stderr
+
+
+def test_max_price_must_be_positive(tmp_path):
+    path = tmp_path / "aggregator.toml"
+    path.write_text("[aggregator]\nmax_price = -1\n")
+    with pytest.raises(ConfigError, match="max_price = -1 is invalid"):
+        load_config(path)

@@ -124,6 +124,7 @@ BAD_REQUESTS = {
     "price negative": (submit_request(price=-5.0), "price"),
     "price nan": (submit_request(price=math.nan), "price"),
     "price inf": (submit_request(price=math.inf), "price"),
+    "price above ceiling": (submit_request(price=1e30), "price"),
     "timestamp missing": (submit_request(timestamp=0), "timestamp"),
     "timestamp not minute": (submit_request(timestamp=T0 + 7), "timestamp"),
     "timestamp far future": (submit_request(timestamp=T0 + 240), "timestamp"),
