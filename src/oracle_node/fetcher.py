@@ -158,6 +158,12 @@ class CandleFetcher:
             raise TransientFetchError(
                 f"cannot reach {self._adapter.display_name} at {self._settings.api_url}: {exc!r}"
             ) from exc
+        except httpx.HTTPError as exc:
+            # The rest of httpx's tree (a body that fails to decode, too many redirects, ...):
+            # one odd answer is worth another try, never the end of the node.
+            raise TransientFetchError(
+                f"{self._adapter.display_name} answer could not be read: {exc!r}"
+            ) from exc
         self._check_simulated(response)
         status = response.status_code
         if status in {418, 429}:

@@ -164,6 +164,14 @@ class OracleNode:
                     )
             else:
                 cycle.result()
+        except Exception as error:  # noqa: BLE001 - one bad minute must never end the node
+            # A bug or an answer nobody foresaw: lose this minute, say why, keep collecting.
+            self._log.exception(
+                "cycle_failed",
+                minute=format_minute(tick.minute),
+                error=repr(error),
+                kind=type(error).__name__,
+            )
         finally:
             stopped.cancel()
 

@@ -339,3 +339,25 @@ async def test_timeouts_and_retry_policy_come_from_settings(clock: FakeClock) ->
             await fetcher.fetch(NEWEST_CLOSED, DEADLINE)
     assert route.call_count == 2
     assert 0.5 <= clock.sleeps[0] <= 1.0
+
+
+@respx.mock
+async def test_an_undecodable_body_is_a_transient_fetch_error(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    # httpx.DecodingError is a RequestError but not a TransportError.
+    route = respx.get(URLS["kraken"]).mock(
+        side_effect=[httpx.DecodingError("bad gzip"), ok("kraken")]
+    )
+    result = await fetcher_for("kraken", client, clock).fetch(NEWEST_CLOSED, DEADLINE)
+    assert route.call_count == 2
+    assert result.candle.close == Decimal("102290.7")
+
+
+@respx.mock
+async def test_every_httpx_error_ends_as_a_fetch_error(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    respx.get(URLS["kraken"]).mock(side_effect=httpx.TooManyRedirects("loop"))
+    with pytest.raises(TransientFetchError, match="could not be read"):
+        await fetcher_for("kraken", client, clock).fetch(NEWEST_CLOSED, DEADLINE)

@@ -266,3 +266,37 @@ async def test_shutdown_abandons_a_stuck_minute_within_the_grace_period(
     events = [entry["event"] for entry in logs]
     assert "minute_abandoned_on_shutdown" in events
     assert events[-1] == "node_stopped"
+
+
+async def test_an_unexpected_error_costs_one_minute_not_the_node(
+    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    stop = asyncio.Event()
+    answer = exchange.handle
+    calls = 0
+
+    def broken_once(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("an answer nobody foresaw")
+        return answer(request)
+
+    exchange.handle = broken_once  # type: ignore[method-assign]
+
+    async def sleep_then_stop(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if clock.now >= T0 + 3 * 60:
+            stop.set()
+
+    node, _ = await nodes.make(
+        "binance", aggregator.port, "oracle-node-1", scheduler_sleep=sleep_then_stop
+    )
+    with capture_logs() as logs:
+        await asyncio.wait_for(node.run(stop), timeout=10)
+    failed = [entry for entry in logs if entry["event"] == "cycle_failed"]
+    assert [entry["minute"] for entry in failed] == [format_minute(T0)]
+    assert "an answer nobody foresaw" in failed[0]["error"]
+    submitted = [entry["minute"] for entry in logs if entry["event"] == "price_submitted"]
+    assert submitted == [format_minute(T0 + 60)]
+    assert logs[-1]["event"] == "node_stopped"
