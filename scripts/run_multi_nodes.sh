@@ -6,7 +6,8 @@
 # Usage: scripts/run_multi_nodes.sh [--simulate]      (from any directory)
 # Stop:  scripts/stop_nodes.sh [--all]
 #
-# Environment (optional): ORACLE_AGGREGATOR_PORT (50051), ORACLE_AGGREGATOR_HOST (bind, 0.0.0.0),
+# Environment (optional): ORACLE_AGGREGATOR_PORT (50051), ORACLE_AGGREGATOR_HOST (bind, 127.0.0.1:
+# the aggregator does not authenticate submissions yet, so only local nodes by default),
 # ORACLE_SIM_PORT (8099), ORACLE_SIM_SEED, ORACLE_NODE_INTERVAL (seconds, passed as --interval),
 # ORACLE_RUN_DIR (PID files, <repo>/run), ORACLE_LOG_DIR (logs, <repo>/logs),
 # ORACLE_START_TIMEOUT (seconds to wait for a process to answer, 30), ORACLE_NODE_SETTLE (seconds
@@ -215,7 +216,7 @@ if [ "$agg_action" = reuse ]; then
     summary+=("aggregator  (already running, not started by these scripts)  $agg_target")
   fi
 else
-  agg_args=(--port "$aggregator_port" --log-file "$agg_log")
+  agg_args=(--host "${ORACLE_AGGREGATOR_HOST:-127.0.0.1}" --port "$aggregator_port" --log-file "$agg_log")
   [ -f "$oracle_root/config/aggregator.toml" ] && agg_args+=(--config "$oracle_root/config/aggregator.toml")
   if [ "$simulate" = 1 ]; then agg_args+=(--simulate); else agg_args+=(--no-simulate); fi
   echo "==> starting the aggregator on port $aggregator_port"

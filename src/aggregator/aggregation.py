@@ -9,7 +9,7 @@ exchange's nodes are first combined (median) into one price, and each exchange c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -95,22 +95,47 @@ def combine_reports(exchange: str, minute: int, reports: Mapping[str, Report]) -
     )
 
 
+def counted_price(
+    candidates: Sequence[ExchangePrice], now: float, close_skew: float
+) -> ExchangePrice | None:
+    """The newest of an exchange's minutes (newest first) whose candle has closed by `now`.
+
+    A minute that has not closed yet (its open time is allowed up to the aggregator's future
+    limit, for clock skew) is kept but does not count: one report dated in the future can then
+    neither take over the aggregate nor hide the exchange's real, closed minutes.
+    """
+    for price in candidates:
+        if price.closed_age(now) >= -close_skew:
+            return price
+    return None
+
+
 def aggregate(
-    latest: Mapping[str, ExchangePrice],
+    latest: Mapping[str, Sequence[ExchangePrice]],
     now: float,
     *,
     staleness: float,
     quorum: int = 1,
+    close_skew: float = 0.0,
 ) -> Aggregate:
-    """The mean of each exchange's newest fresh price.
+    """The mean of each exchange's newest fresh closed price.
 
-    An exchange counts when its newest minute closed at most `staleness` seconds ago and is at
-    most one minute older than the newest minute of any fresh exchange (so a venue that publishes
-    late, like Coinbase, still counts, but a venue stuck on an old minute does not drag the price).
+    `latest` holds each exchange's newest minutes, newest first. An exchange counts when its
+    newest closed minute closed at most `staleness` seconds ago and is at most one minute older
+    than the newest counted minute of any exchange (so a venue that publishes late, like
+    Coinbase, still counts, but a venue stuck on an old minute does not drag the price).
     """
     excluded: list[tuple[str, str]] = []
     fresh: list[ExchangePrice] = []
-    for exchange, price in sorted(latest.items()):
+    # The aggregate must be recomputed when a minute held back as not closed yet closes.
+    next_close = math.inf
+    for exchange, candidates in sorted(latest.items()):
+        price = counted_price(candidates, now, close_skew)
+        if candidates and candidates[0] is not price:
+            next_close = min(next_close, candidates[0].minute + MINUTE - close_skew)
+        if price is None:
+            excluded.append((exchange, "not closed yet: only minutes still forming were reported"))
+            continue
         age = price.closed_age(now)
         if age > staleness:
             excluded.append((exchange, f"stale: candle closed {age:.0f} s ago (> {staleness:g} s)"))
@@ -118,11 +143,11 @@ def aggregate(
             fresh.append(price)
     if not fresh:
         reason = (
-            "no fresh prices: every exchange's newest candle is older than the staleness window"
+            "no fresh prices: no exchange has a closed candle within the staleness window"
             if latest
             else "no prices submitted yet"
         )
-        return Aggregate(None, None, (), tuple(excluded), reason, math.inf)
+        return Aggregate(None, None, (), tuple(excluded), reason, next_close)
 
     newest_minute = max(price.minute for price in fresh)
     inputs: list[ExchangePrice] = []
@@ -133,7 +158,7 @@ def aggregate(
         else:
             inputs.append(price)
 
-    valid_until = min(price.minute + MINUTE + staleness for price in inputs)
+    valid_until = min(next_close, *(price.minute + MINUTE + staleness for price in inputs))
     if len(inputs) < quorum:
         reason = f"below quorum: {len(inputs)} fresh exchange(s), {quorum} required"
         return Aggregate(None, None, tuple(inputs), tuple(excluded), reason, valid_until)

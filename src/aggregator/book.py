@@ -13,11 +13,22 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 
-from aggregator.aggregation import Aggregate, ExchangePrice, Report, aggregate, combine_reports
+from aggregator.aggregation import (
+    Aggregate,
+    ExchangePrice,
+    Report,
+    aggregate,
+    combine_reports,
+    counted_price,
+)
 from aggregator.config import AggregatorConfig
 from aggregator.validation import Observation
 from common.errors import CapacityError, ConflictingObservationError
 from common.timeutil import MINUTE
+
+# Newest minutes held per exchange: the newest closed one plus those a clock-skew allowance of up
+# to two minutes can date in the future.
+_HELD_MINUTES = 4
 
 
 class Outcome(Enum):
@@ -27,6 +38,8 @@ class Outcome(Enum):
     COUNTED = "counted"
     # Stored for the record (a late or superseded minute); the aggregate did not change.
     STORED = "stored"
+    # Stored, the exchange's newest minute, but its candle has not closed yet: it counts then.
+    PENDING = "pending"
     # Exactly this report was already stored: nothing changed (idempotent resubmission).
     DUPLICATE = "duplicate"
 
@@ -60,7 +73,9 @@ class Book:
         self._seen: dict[tuple[str, int, str], Decimal] = {}
         self._seen_minutes: dict[int, list[tuple[str, int, str]]] = {}
         self._next_prune = 0.0
-        self._latest: dict[str, ExchangePrice] = {}
+        # exchange -> its newest minutes' combined prices, newest first (a few: minutes dated in
+        # the future wait there until they close, see aggregation.counted_price).
+        self._latest: dict[str, list[ExchangePrice]] = {}
         # node_id -> record, least recently seen first; node_id -> last_seen of active nodes.
         self._nodes: OrderedDict[str, NodeRecord] = OrderedDict()
         self._active: OrderedDict[str, float] = OrderedDict()
@@ -74,20 +89,21 @@ class Book:
         current = self._aggregate
         if current is None or now > current.valid_until:
             current = aggregate(
-                self._latest, now, staleness=self._config.staleness, quorum=self._config.quorum
+                self._latest,
+                now,
+                staleness=self._config.staleness,
+                quorum=self._config.quorum,
+                close_skew=self._config.close_skew,
             )
             self._aggregate = current
         return current
 
     def exchange_price(self, exchange: str, now: float) -> ExchangePrice | None:
-        """The exchange's newest price if still fresh."""
-        price = self._latest.get(exchange)
+        """The exchange's newest closed price if still fresh."""
+        price = counted_price(self._latest.get(exchange, ()), now, self._config.close_skew)
         if price is None or price.closed_age(now) > self._config.staleness:
             return None
         return price
-
-    def latest_prices(self) -> dict[str, ExchangePrice]:
-        return dict(self._latest)
 
     def active_nodes(self, now: float) -> list[str]:
         """Ids of nodes that submitted within the node timeout, least recent first."""
@@ -118,7 +134,7 @@ class Book:
             },
             {ex: list(window) for ex, window in self._window.items()},
             dict(self._seen),
-            dict(self._latest),
+            {exchange: list(prices) for exchange, prices in self._latest.items()},
             [
                 (node_id, record.exchange, record.last_seen, record.submissions)
                 for node_id, record in self._nodes.items()
@@ -158,14 +174,28 @@ class Book:
         minute_reports[observation.node_id] = report
         self._append_to_window(observation.exchange, observation.minute, observation.node_id)
 
-        current = self._latest.get(observation.exchange)
-        if current is not None and observation.minute < current.minute:
+        if not self._refresh_latest(observation.exchange, observation.minute):
             return SubmitResult(Outcome.STORED, first_reporter)
-        self._latest[observation.exchange] = combine_reports(
-            observation.exchange, observation.minute, minute_reports
-        )
-        self._aggregate = None
+        if observation.minute + MINUTE > now + self._config.close_skew:
+            return SubmitResult(Outcome.PENDING, first_reporter)
         return SubmitResult(Outcome.COUNTED, first_reporter)
+
+    def _refresh_latest(self, exchange: str, minute: int) -> bool:
+        """Recombine `minute` into the exchange's newest minutes; True if it is the newest.
+
+        A minute older than every held one (a late report) is stored but not held here.
+        """
+        candidates = self._latest.setdefault(exchange, [])
+        if len(candidates) >= _HELD_MINUTES and minute < candidates[-1].minute:
+            return False
+        kept = [price for price in candidates if price.minute != minute]
+        reports = self._reports[exchange].get(minute)
+        if reports:
+            kept.append(combine_reports(exchange, minute, reports))
+        kept.sort(key=lambda price: price.minute, reverse=True)
+        self._latest[exchange] = kept[:_HELD_MINUTES]
+        self._aggregate = None
+        return bool(kept) and kept[0].minute == minute
 
     # -- bounded memory --------------------------------------------------------------------
 
@@ -177,17 +207,14 @@ class Book:
             by_minute = self._reports[exchange]
             old_reports = by_minute[old_minute]
             del old_reports[old_node]
-            if old_reports:
-                if self._latest[exchange].minute == old_minute:
-                    self._latest[exchange] = combine_reports(exchange, old_minute, old_reports)
-                    self._aggregate = None
-                continue
-            del by_minute[old_minute]
-            if self._latest[exchange].minute == old_minute:
-                # Only reachable when many late reports for older minutes pushed out the newest
-                # minute's last report: fall back to the newest minute still held.
-                newest = max(by_minute)
-                self._latest[exchange] = combine_reports(exchange, newest, by_minute[newest])
+            if not old_reports:
+                del by_minute[old_minute]
+            if any(price.minute == old_minute for price in self._latest[exchange]):
+                # Rare: late reports for older minutes pushed out a held minute's report.
+                self._latest[exchange] = [
+                    combine_reports(exchange, minute, by_minute[minute])
+                    for minute in sorted(by_minute, reverse=True)[:_HELD_MINUTES]
+                ]
                 self._aggregate = None
 
     def _prune_seen(self, now: float) -> None:

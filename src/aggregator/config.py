@@ -36,6 +36,9 @@ class AggregatorConfig:
     lateness: float = 600.0
     # Timestamps further than this in the future are refused (clock skew allowance).
     max_future: float = 120.0
+    # A candle counts once it has closed by the aggregator's clock, give or take this much
+    # (nodes' clocks may run slightly ahead); until then it is stored and waits.
+    close_skew: float = 5.0
     # Sanity ceiling on a submitted price (USD/USDT per BTC), the nodes' default bound: a price
     # above it is refused before it can reach the book (and overflow decimal arithmetic).
     max_price: float = 10_000_000.0
@@ -85,8 +88,10 @@ def _validate(config: AggregatorConfig) -> None:
             raise fail(key, "a positive number of seconds", getattr(config, key))
     if not _positive(config.max_price) or config.max_price > 1e12:
         raise fail("max_price", "a positive number up to 1e12", config.max_price)
-    if not isinstance(config.max_future, int | float) or not 0 <= config.max_future <= 3600:
-        raise fail("max_future", "seconds from 0 to 3600", config.max_future)
+    if not isinstance(config.max_future, int | float) or not 0 <= config.max_future <= 120:
+        raise fail("max_future", "seconds from 0 to 120", config.max_future)
+    if not isinstance(config.close_skew, int | float) or not 0 <= config.close_skew <= 60:
+        raise fail("close_skew", "seconds from 0 to 60", config.close_skew)
     for key, low, high in (
         ("window", 1, 100_000),
         ("quorum", 1, 16),

@@ -125,6 +125,8 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             message = "Price data received"
             if result.outcome is Outcome.STORED:
                 message += f" (stored; {observation.exchange} already has a newer minute)"
+            elif result.outcome is Outcome.PENDING:
+                message += " (stored; the candle has not closed yet, it counts once it has)"
             if result.first_reporter is not None:
                 # Once per exchange and minute, when the second node arrives: enough to alert
                 # the operator without a log line per report when many nodes share an exchange.

@@ -233,3 +233,24 @@ async def test_answer_follows_every_change_within_the_same_second(running):
     assert (first.aggregated_price, first.data_points) == (100.0, 1)
     assert (second.aggregated_price, second.data_points) == (200.0, 2)
     assert second.active_nodes == 2
+
+
+async def test_report_dated_in_the_future_neither_takes_over_nor_hides_the_exchange(running, clock):
+    _, stub = running
+    for source, price in (("binance", 100.0), ("coinbase", 110.0), ("kraken", 120.0)):
+        await stub.SubmitPrice(submit_request(source, price))
+    before = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+    # T0 + 120 opens 55 s after now: inside the clock-skew allowance, so accepted and stored.
+    forged = await stub.SubmitPrice(
+        submit_request("kraken", 1.0, node_id="forger", timestamp=T0 + 120)
+    )
+    assert forged.success
+    assert "has not closed yet" in forged.message
+    after = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+    assert after.aggregated_price == before.aggregated_price == pytest.approx(110.0)
+    assert after.aggregate_minute == T0
+    # The honest kraken node's next closed minute still counts.
+    clock.now = T0 + 125
+    await stub.SubmitPrice(submit_request("kraken", 130.0, timestamp=T0 + 60))
+    latest = await stub.GetAggregatedPrice(pb.GetPriceRequest(source_filter="kraken"))
+    assert latest.aggregated_price == 130.0
