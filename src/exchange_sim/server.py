@@ -8,6 +8,7 @@ One thread per connection keeps a `slow` fault on one venue from stalling the ot
 from __future__ import annotations
 
 import threading
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .app import SimApp, sim_logger
@@ -87,6 +88,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(response.body)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header on the simulator's clock: nodes judge "closed" by exchange time."""
+        return formatdate(self.server.app.clock() if timestamp is None else timestamp, usegmt=True)
 
     def log_message(self, format: str, *args: object) -> None:
         """Silence the stdlib's stderr access log; the app logs each venue request itself."""

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
 
@@ -59,6 +59,19 @@ def make_client(settings: ExchangeSettings) -> httpx.AsyncClient:
     )
 
 
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP date (`Mon, 20 Jan 2025 14:36:00 GMT`) as epoch seconds; None if absent or bad."""
+    if value is None:
+        return None
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None if absent or bad."""
     if value is None:
@@ -68,13 +81,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return max(0.0, float(text))
     except ValueError:
         pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    when = parse_http_date(text)
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - datetime.fromtimestamp(now, tz=UTC).timestamp())
+    return max(0.0, when - now)
 
 
 class CandleFetcher:
@@ -179,7 +189,17 @@ class CandleFetcher:
             raise TransientFetchError(self._adapter.error_message(status, response.content))
         if status != 200:
             raise PermanentFetchError(self._adapter.error_message(status, response.content))
-        return self._adapter.parse(response.content, self._settings.symbol, minute)
+        return self._adapter.parse(
+            response.content, self._settings.symbol, minute, self._exchange_time(response)
+        )
+
+    def _exchange_time(self, response: httpx.Response) -> float:
+        """The venue's clock when it answered (HTTP `Date`), or ours if it sent none we can read.
+
+        Closedness is judged on the venue's clock: ours may run ahead of it by a second or two.
+        """
+        when = parse_http_date(response.headers.get("Date"))
+        return when if when is not None else self._clock()
 
     def _check_simulated(self, response: httpx.Response) -> None:
         """A simulated answer must never pass as a real price, nor a real one as simulated."""

@@ -27,7 +27,7 @@ def test_node_adapter_parses_the_closed_minute_the_simulator_serves(venue: str) 
     answer = sim.get(f"{request.path}?{urlencode(request.params)}")
     assert answer.status == 200
 
-    candle = adapter.parse(answer.body, SYMBOLS[venue], NEWEST_CLOSED)
+    candle = adapter.parse(answer.body, SYMBOLS[venue], NEWEST_CLOSED, sim.clock.now)
 
     assert candle.minute == NEWEST_CLOSED
     assert candle.close == Decimal(sim.close(venue, NEWEST_CLOSED))

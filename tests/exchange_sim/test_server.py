@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from email.utils import formatdate
 
 import httpx
 
-from exchange_sim.server import SimServer
+from exchange_sim.app import SimApp
+from exchange_sim.config import SimConfig
+from exchange_sim.server import SimServer, create_server, run_in_thread
+
+from .conftest import NOW, FakeClock
 
 PATHS = [
     "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=2",
@@ -80,3 +85,18 @@ def test_close_endpoint_matches_what_the_venue_served(live_server: SimServer) ->
         assert client.get("/_sim/close", params={"minute": minute + 1}).status_code == 400
         assert client.get("/_sim/close").status_code == 400
         assert client.get("/_sim/close", params={"venue": "x", "minute": 60}).status_code == 400
+
+
+def test_the_date_header_is_the_simulator_clock() -> None:
+    # Nodes decide "closed" by the venue's HTTP Date, so it must follow the simulated clock.
+    clock = FakeClock(NOW)
+    server = create_server(SimApp(SimConfig(port=0), clock=clock), "127.0.0.1", 0)
+    run_in_thread(server)
+    try:
+        with _client(server) as client:
+            for path in PATHS:
+                response = client.get(path)
+                assert response.headers["Date"] == formatdate(NOW, usegmt=True), path
+    finally:
+        server.shutdown()
+        server.server_close()

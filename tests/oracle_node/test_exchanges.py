@@ -14,7 +14,7 @@ from oracle_node.errors import (
     TransientFetchError,
 )
 from oracle_node.exchanges import ADAPTERS, get_adapter, quote_of
-from tests.oracle_node.fakes import FORMING, NEWEST_CLOSED, fixture
+from tests.oracle_node.fakes import FORMING, NEWEST_CLOSED, SCENARIO_NOW, fixture
 
 binance = get_adapter("binance")
 coinbase = get_adapter("coinbase")
@@ -44,7 +44,9 @@ def test_quote_refuses_other_currencies() -> None:
 
 
 def test_binance_closed_minute_is_parsed_exactly() -> None:
-    candle = binance.parse(fixture("binance_klines_ok.json"), "BTCUSDT", NEWEST_CLOSED)
+    candle = binance.parse(
+        fixture("binance_klines_ok.json"), "BTCUSDT", NEWEST_CLOSED, SCENARIO_NOW
+    )
     assert candle.minute == NEWEST_CLOSED
     assert candle.close == Decimal("102299.30000000")
     assert (candle.open, candle.high, candle.low) == (
@@ -57,16 +59,18 @@ def test_binance_closed_minute_is_parsed_exactly() -> None:
 
 def test_binance_forming_last_row_is_never_returned() -> None:
     with pytest.raises(CandleNotYetAvailableError, match="forming"):
-        binance.parse(fixture("binance_klines_ok.json"), "BTCUSDT", FORMING)
+        binance.parse(fixture("binance_klines_ok.json"), "BTCUSDT", FORMING, SCENARIO_NOW)
 
 
 def test_binance_missing_minute_is_not_replaced_by_an_older_one() -> None:
     with pytest.raises(CandleNotYetAvailableError):
-        binance.parse(fixture("binance_klines_ok.json"), "BTCUSDT", FORMING + 60)
+        binance.parse(fixture("binance_klines_ok.json"), "BTCUSDT", FORMING + 60, SCENARIO_NOW)
 
 
 def test_binance_us_has_the_same_format_and_a_usd_pair() -> None:
-    candle = binance.parse(fixture("binanceus_klines_ok.json"), "BTCUSD", NEWEST_CLOSED)
+    candle = binance.parse(
+        fixture("binanceus_klines_ok.json"), "BTCUSD", NEWEST_CLOSED, SCENARIO_NOW
+    )
     assert candle.close == Decimal("102289.90000000")
     assert candle.quote == "USD"
 
@@ -75,7 +79,7 @@ def test_binance_docs_example_parses() -> None:
     body = fixture("binance_klines_docs_example.json")
     # The docs' single row is also the last row: only a later row proves it closed.
     with pytest.raises(CandleNotYetAvailableError):
-        binance.parse(body, "BTCUSDT", 1499040000)
+        binance.parse(body, "BTCUSDT", 1499040000, SCENARIO_NOW)
 
 
 def test_binance_request_is_the_real_path() -> None:
@@ -101,7 +105,9 @@ def test_binance_invalid_symbol_message_is_binances_own() -> None:
 
 
 def test_coinbase_row_order_low_high_open_close() -> None:
-    candle = coinbase.parse(fixture("coinbase_candles_ok.json"), "BTC-USD", NEWEST_CLOSED)
+    candle = coinbase.parse(
+        fixture("coinbase_candles_ok.json"), "BTC-USD", NEWEST_CLOSED, SCENARIO_NOW
+    )
     assert candle.low == Decimal("102203.8")
     assert candle.high == Decimal("102300.3")
     assert candle.open == Decimal("102269.0")
@@ -110,14 +116,42 @@ def test_coinbase_row_order_low_high_open_close() -> None:
 
 
 def test_coinbase_numbers_are_decimals_not_floats() -> None:
-    candle = coinbase.parse(fixture("coinbase_candles_ok.json"), "BTC-USD", NEWEST_CLOSED)
+    candle = coinbase.parse(
+        fixture("coinbase_candles_ok.json"), "BTC-USD", NEWEST_CLOSED, SCENARIO_NOW
+    )
     assert isinstance(candle.close, Decimal)
     assert str(candle.close) == "102288.6"
 
 
 def test_coinbase_lagging_minute_is_not_yet_available() -> None:
     with pytest.raises(CandleNotYetAvailableError, match="not published"):
-        coinbase.parse(fixture("coinbase_candles_lagging.json"), "BTC-USD", NEWEST_CLOSED)
+        coinbase.parse(
+            fixture("coinbase_candles_lagging.json"), "BTC-USD", NEWEST_CLOSED, SCENARIO_NOW
+        )
+
+
+def test_coinbase_forming_first_row_is_not_yet_available() -> None:
+    # Coinbase's first row is the minute still forming, with no flag: only time tells.
+    with pytest.raises(CandleNotYetAvailableError, match="still forming"):
+        coinbase.parse(fixture("coinbase_candles_ok.json"), "BTC-USD", FORMING, SCENARIO_NOW)
+    closed = coinbase.parse(fixture("coinbase_candles_ok.json"), "BTC-USD", FORMING, FORMING + 60)
+    assert closed.minute == FORMING
+
+
+@pytest.mark.parametrize(
+    ("venue", "body"),
+    [
+        ("binance", "binance_klines_ok.json"),
+        ("coinbase", "coinbase_candles_ok.json"),
+        ("kraken", "kraken_ohlc_ok.json"),
+    ],
+)
+def test_a_minute_is_closed_only_once_exchange_time_reaches_its_end(venue: str, body: str) -> None:
+    adapter = get_adapter(venue)
+    symbol = adapter.default_symbol
+    with pytest.raises(CandleNotYetAvailableError, match="still forming"):
+        adapter.parse(fixture(body), symbol, NEWEST_CLOSED, NEWEST_CLOSED + 59.9)
+    assert adapter.parse(fixture(body), symbol, NEWEST_CLOSED, NEWEST_CLOSED + 60).close > 0
 
 
 def test_coinbase_request_has_granularity_60_and_the_product_path() -> None:
@@ -131,7 +165,7 @@ def test_coinbase_request_has_granularity_60_and_the_product_path() -> None:
 
 
 def test_kraken_committed_minute_is_parsed() -> None:
-    candle = kraken.parse(fixture("kraken_ohlc_ok.json"), "XBTUSD", NEWEST_CLOSED)
+    candle = kraken.parse(fixture("kraken_ohlc_ok.json"), "XBTUSD", NEWEST_CLOSED, SCENARIO_NOW)
     assert candle.close == Decimal("102290.7")
     assert candle.low == Decimal("102205.9")
     assert candle.quote == "USD"
@@ -140,33 +174,39 @@ def test_kraken_committed_minute_is_parsed() -> None:
 def test_kraken_last_row_is_always_forming() -> None:
     # The original node submitted this row: a price that was still moving.
     with pytest.raises(CandleNotYetAvailableError, match="forming"):
-        kraken.parse(fixture("kraken_ohlc_ok.json"), "XBTUSD", FORMING)
+        kraken.parse(fixture("kraken_ohlc_ok.json"), "XBTUSD", FORMING, SCENARIO_NOW)
 
 
 def test_kraken_docs_example_takes_the_pair_key_not_last() -> None:
-    candle = kraken.parse(fixture("kraken_ohlc_docs_example.json"), "XBTUSD", 1688671260)
+    candle = kraken.parse(
+        fixture("kraken_ohlc_docs_example.json"), "XBTUSD", 1688671260, SCENARIO_NOW
+    )
     assert candle.close == Decimal("30300.0")
 
 
 @pytest.mark.parametrize("name", ["kraken_error_rate_limit_eapi.json", "kraken_rate_limit.json"])
 def test_kraken_rate_limit_inside_http_200_is_a_rate_limit(name: str) -> None:
     with pytest.raises(RateLimitedError):
-        kraken.parse(fixture(name), "XBTUSD", NEWEST_CLOSED)
+        kraken.parse(fixture(name), "XBTUSD", NEWEST_CLOSED, SCENARIO_NOW)
 
 
 def test_kraken_unknown_pair_is_permanent() -> None:
     with pytest.raises(PermanentFetchError, match="Unknown asset pair"):
-        kraken.parse(fixture("kraken_error_unknown_pair.json"), "XBTUSD", NEWEST_CLOSED)
+        kraken.parse(
+            fixture("kraken_error_unknown_pair.json"), "XBTUSD", NEWEST_CLOSED, SCENARIO_NOW
+        )
 
 
 def test_kraken_service_unavailable_is_transient() -> None:
     with pytest.raises(TransientFetchError, match="EService:Unavailable"):
-        kraken.parse(b'{"error":["EService:Unavailable"]}', "XBTUSD", NEWEST_CLOSED)
+        kraken.parse(b'{"error":["EService:Unavailable"]}', "XBTUSD", NEWEST_CLOSED, SCENARIO_NOW)
 
 
 def test_kraken_invalid_json_names_kraken() -> None:
     with pytest.raises(MalformedResponseError, match="Failed to parse Kraken JSON response"):
-        kraken.parse(b'{"error":[],"result":{"XXBTZUSD":[[17373', "XBTUSD", NEWEST_CLOSED)
+        kraken.parse(
+            b'{"error":[],"result":{"XXBTZUSD":[[17373', "XBTUSD", NEWEST_CLOSED, SCENARIO_NOW
+        )
 
 
 def test_kraken_request_asks_since_before_the_minute() -> None:
@@ -185,4 +225,4 @@ def test_kraken_request_asks_since_before_the_minute() -> None:
 def test_garbage_is_malformed_not_a_price(venue: str, body: bytes) -> None:
     adapter = get_adapter(venue)
     with pytest.raises((MalformedResponseError, CandleNotYetAvailableError)):
-        adapter.parse(body, adapter.default_symbol, NEWEST_CLOSED)
+        adapter.parse(body, adapter.default_symbol, NEWEST_CLOSED, SCENARIO_NOW)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from email.utils import formatdate
 
 import httpx
 import pytest
@@ -19,8 +20,8 @@ from oracle_node.errors import (
     RateLimitedError,
     TransientFetchError,
 )
-from oracle_node.fetcher import CandleFetcher, make_client, parse_retry_after
-from tests.oracle_node.fakes import NEWEST_CLOSED, FakeClock, fixture
+from oracle_node.fetcher import CandleFetcher, make_client, parse_http_date, parse_retry_after
+from tests.oracle_node.fakes import FORMING, NEWEST_CLOSED, FakeClock, fixture
 
 BOUNDARY = NEWEST_CLOSED + 60
 DEADLINE = BOUNDARY + 45
@@ -361,3 +362,46 @@ async def test_every_httpx_error_ends_as_a_fetch_error(
     respx.get(URLS["kraken"]).mock(side_effect=httpx.TooManyRedirects("loop"))
     with pytest.raises(TransientFetchError, match="could not be read"):
         await fetcher_for("kraken", client, clock).fetch(NEWEST_CLOSED, DEADLINE)
+
+
+def http_date(seconds: float) -> str:
+    return formatdate(seconds, usegmt=True)
+
+
+@respx.mock
+async def test_coinbase_forming_row_waits_for_the_exchange_clock(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    # Our clock says FORMING has closed; Coinbase's Date says it has not, and its first row is
+    # FORMING, still moving. Only once Coinbase's clock passes the minute's end is it taken.
+    clock.now = FORMING + 61
+    early = ok("coinbase", Date=http_date(FORMING + 59))
+    route = respx.get(URLS["coinbase"]).mock(
+        side_effect=[early, ok("coinbase", Date=http_date(FORMING + 60))]
+    )
+    with capture_logs() as logs:
+        result = await fetcher_for("coinbase", client, clock).fetch(FORMING, FORMING + 105)
+    assert route.call_count == 2
+    assert result.candle.minute == FORMING
+    assert [entry["event"] for entry in logs] == ["candle_not_yet_published"]
+
+
+@pytest.mark.parametrize("date", [None, "not a date", ""])
+@respx.mock
+async def test_without_a_readable_date_the_node_clock_decides(
+    date: str | None, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    headers = {} if date is None else {"Date": date}
+    respx.get(URLS["coinbase"]).mock(return_value=ok("coinbase", **headers))
+    clock.now = FORMING + 30
+    with pytest.raises(CandleNotYetAvailableError):
+        await fetcher_for("coinbase", client, clock).fetch(FORMING, FORMING + 40)
+    clock.now = FORMING + 60
+    result = await fetcher_for("coinbase", client, clock).fetch(FORMING, FORMING + 105)
+    assert result.candle.minute == FORMING
+
+
+def test_http_dates_parse_to_epoch_seconds() -> None:
+    assert parse_http_date("Mon, 20 Jan 2025 14:36:00 GMT") == 1737383760
+    assert parse_http_date("soon") is None
+    assert parse_http_date(None) is None

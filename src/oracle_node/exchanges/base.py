@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
+from common.timeutil import MINUTE
 from oracle_node.candle import Candle
-from oracle_node.errors import MalformedResponseError
+from oracle_node.errors import CandleNotYetAvailableError, MalformedResponseError
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,12 @@ class ExchangeAdapter(Protocol):
         """The request whose answer contains the candle that opened at `minute`."""
         ...
 
-    def parse(self, body: bytes, symbol: str, minute: int) -> Candle:
-        """The closed candle that opened at `minute`; raises a `FetchError` subclass otherwise."""
+    def parse(self, body: bytes, symbol: str, minute: int, exchange_time: float) -> Candle:
+        """The closed candle that opened at `minute`; raises a `FetchError` subclass otherwise.
+
+        `exchange_time` is the venue's clock when it answered (its HTTP `Date`): a row counts as
+        closed only once that clock has reached the end of its minute.
+        """
         ...
 
     def error_message(self, status: int, body: bytes) -> str:
@@ -144,6 +149,19 @@ class RowLayout:
             high=prices["high"],
             low=prices["low"],
             close=prices["close"],
+        )
+
+
+def require_closed(venue: str, minute: int, exchange_time: float) -> None:
+    """Refuse a minute the venue's own clock has not finished: its row can still change.
+
+    The reference rule for every venue is "closed by time, not by position": a candle that opens at
+    `t` is final once exchange time is at least `t + 60`. Coinbase sends the forming minute as its
+    first row with no flag, so position alone cannot tell.
+    """
+    if exchange_time < minute + MINUTE:
+        raise CandleNotYetAvailableError(
+            f"{venue} minute {minute} is still forming at exchange time {exchange_time:.0f}"
         )
 
 

@@ -11,7 +11,13 @@ from typing import Final
 
 from oracle_node.candle import Candle
 from oracle_node.errors import CandleNotYetAvailableError, MalformedResponseError
-from oracle_node.exchanges.base import ExchangeRequest, RowLayout, error_text, load_json
+from oracle_node.exchanges.base import (
+    ExchangeRequest,
+    RowLayout,
+    error_text,
+    load_json,
+    require_closed,
+)
 
 BINANCE_US_URL: Final = "https://api.binance.us"
 
@@ -38,7 +44,7 @@ class BinanceAdapter:
             params={"symbol": symbol, "interval": "1m", "limit": str(_ROWS)},
         )
 
-    def parse(self, body: bytes, symbol: str, minute: int) -> Candle:
+    def parse(self, body: bytes, symbol: str, minute: int, exchange_time: float) -> Candle:
         """The candle opened at `minute`, refused while it is still the forming (last) row."""
         rows = load_json(body, self.display_name)
         if not isinstance(rows, list):
@@ -47,6 +53,7 @@ class BinanceAdapter:
         if found is None:
             raise CandleNotYetAvailableError(f"Binance has no candle for minute {minute} yet")
         index, row = found
+        require_closed(self.display_name, minute, exchange_time)
         if index == len(rows) - 1:
             # Binance always appends the forming minute; if ours is last, Binance's clock has
             # not rolled over yet and the close can still move.

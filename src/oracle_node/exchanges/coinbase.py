@@ -12,7 +12,14 @@ from typing import Final
 
 from oracle_node.candle import Candle
 from oracle_node.errors import CandleNotYetAvailableError, MalformedResponseError
-from oracle_node.exchanges.base import ExchangeRequest, RowLayout, error_text, load_json, to_int
+from oracle_node.exchanges.base import (
+    ExchangeRequest,
+    RowLayout,
+    error_text,
+    load_json,
+    require_closed,
+    to_int,
+)
 
 # `[time, low, high, open, close, volume]`: note the order.
 _ROW: Final = RowLayout("Coinbase", "row", "time", low=1, high=2, open=3, close=4)
@@ -45,8 +52,12 @@ class CoinbaseAdapter:
             },
         )
 
-    def parse(self, body: bytes, symbol: str, minute: int) -> Candle:
-        """The candle opened at `minute`; absent means Coinbase has not published it yet."""
+    def parse(self, body: bytes, symbol: str, minute: int, exchange_time: float) -> Candle:
+        """The candle opened at `minute` once Coinbase's clock has closed it.
+
+        Absent means Coinbase has not published it yet. Present is not enough: the newest (first)
+        row may be the minute still forming, with no flag, so closedness is decided by time.
+        """
         rows = load_json(body, self.display_name)
         if isinstance(rows, dict) and "message" in rows:
             raise MalformedResponseError(f"Coinbase answered an error: {rows['message']}")
@@ -54,6 +65,7 @@ class CoinbaseAdapter:
             raise MalformedResponseError(f"Coinbase candles answer is not a list: {rows!r:.200}")
         found = _ROW.find(rows, minute)
         if found is not None:
+            require_closed(self.display_name, minute, exchange_time)
             return _ROW.candle(found[1], self.name, symbol, minute)
         newest = max(
             (to_int(row[0], "time", self.display_name) for row in rows if isinstance(row, list)),

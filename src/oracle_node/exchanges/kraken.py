@@ -18,7 +18,13 @@ from oracle_node.errors import (
     RateLimitedError,
     TransientFetchError,
 )
-from oracle_node.exchanges.base import ExchangeRequest, RowLayout, error_text, load_json
+from oracle_node.exchanges.base import (
+    ExchangeRequest,
+    RowLayout,
+    error_text,
+    load_json,
+    require_closed,
+)
 
 # `[time, "open", "high", "low", "close", "vwap", "volume", count]`
 _ROW: Final = RowLayout("Kraken", "OHLC row", "time", open=1, high=2, low=3, close=4)
@@ -43,7 +49,7 @@ class KrakenAdapter:
             params={"pair": symbol, "interval": "1", "since": str(minute - _SINCE_MARGIN)},
         )
 
-    def parse(self, body: bytes, symbol: str, minute: int) -> Candle:
+    def parse(self, body: bytes, symbol: str, minute: int, exchange_time: float) -> Candle:
         """The committed candle opened at `minute`; never the forming last row."""
         answer = load_json(body, self.display_name)
         if not isinstance(answer, dict):
@@ -67,6 +73,7 @@ class KrakenAdapter:
                 f"Kraken has no committed candle for minute {minute} yet"
             )
         index, row = found
+        require_closed(self.display_name, minute, exchange_time)
         if index == len(rows) - 1:
             raise CandleNotYetAvailableError(
                 f"Kraken minute {minute} is still the forming (last) row"
