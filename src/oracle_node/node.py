@@ -61,7 +61,22 @@ class OracleNode:
         self._log = get_logger().bind(**bound)
 
     async def collect(self, tick: Tick) -> Candle | None:
-        """One cycle for `tick`: the validated candle that was queued, or None if skipped."""
+        """One cycle for `tick`: the validated candle that was queued, or None if skipped.
+
+        Whatever became of this minute, the buffer gets a delivery attempt: after an aggregator
+        restart, observations from earlier minutes must not wait for the next successful fetch,
+        or they grow older than the aggregator's lateness limit and are refused.
+        """
+        candle: Candle | None = None
+        try:
+            candle = await self._collect_minute(tick)
+        except Exception as error:  # noqa: BLE001 - one bad minute must never end the node
+            self._cycle_failed(tick, error)
+        await self._deliver_buffered(tick)
+        return candle
+
+    async def _collect_minute(self, tick: Tick) -> Candle | None:
+        """Fetch, check and queue the minute of `tick`; None if it was skipped or refused."""
         minute_text = format_minute(tick.minute)
         started = self._clock()
         self._log.info("fetch_started", minute=minute_text, skew_ms=_ms(tick.skew(started)))
@@ -109,15 +124,30 @@ class OracleNode:
             self._log.error("candle_rejected", minute=minute_text, reason=str(error))
             return None
         self._submitter.enqueue(Observation(candle=candle, collected_at=finished))
-        # Delivery may wait for a restarting aggregator, but never into the next collection:
-        # whatever is not sent by then stays buffered for the next minute.
+        return candle
+
+    async def _deliver_buffered(self, tick: Tick) -> None:
+        """Send what is buffered; may wait for a restarting aggregator, never into the next tick.
+
+        Whatever is not sent by then stays buffered for the next minute.
+        """
+        if not self._submitter.pending:
+            return
         budget = tick.boundary + self._config.interval - self._clock() - _NEXT_TICK_MARGIN
         if budget > 0:
             try:
                 await asyncio.wait_for(self._submitter.flush(), timeout=budget)
             except TimeoutError:
                 self._log.warning("delivery_postponed", pending=self._submitter.pending)
-        return candle
+
+    def _cycle_failed(self, tick: Tick, error: Exception) -> None:
+        # A bug or an answer nobody foresaw: lose this minute, say why, keep collecting.
+        self._log.exception(
+            "cycle_failed",
+            minute=format_minute(tick.minute),
+            error=repr(error),
+            kind=type(error).__name__,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Collect at every boundary until `stop` is set, then shut down cleanly."""
@@ -164,14 +194,8 @@ class OracleNode:
                     )
             else:
                 cycle.result()
-        except Exception as error:  # noqa: BLE001 - one bad minute must never end the node
-            # A bug or an answer nobody foresaw: lose this minute, say why, keep collecting.
-            self._log.exception(
-                "cycle_failed",
-                minute=format_minute(tick.minute),
-                error=repr(error),
-                kind=type(error).__name__,
-            )
+        except Exception as error:  # noqa: BLE001 - e.g. delivery failing in a way nobody foresaw
+            self._cycle_failed(tick, error)
         finally:
             stopped.cancel()
 

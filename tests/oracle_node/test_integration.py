@@ -300,3 +300,22 @@ async def test_an_unexpected_error_costs_one_minute_not_the_node(
     submitted = [entry["minute"] for entry in logs if entry["event"] == "price_submitted"]
     assert submitted == [format_minute(T0 + 60)]
     assert logs[-1]["event"] == "node_stopped"
+
+
+async def test_buffer_is_delivered_in_a_minute_whose_fetch_fails(
+    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    node, submitter = await nodes.make("kraken", aggregator.port, "oracle-node-3")
+    await aggregator.stop()
+    assert await node.collect(tick_at(clock, T0 + 60)) is not None  # minute A, buffered
+    assert submitter.pending == 1
+
+    await aggregator.start()
+    exchange.down = True  # minute B: the exchange fails until the deadline
+    with capture_logs() as logs:
+        assert await node.collect(tick_at(clock, T0 + 120)) is None
+    events = [entry["event"] for entry in logs]
+    assert "fetch_failed" in events
+    delivered = [entry["minute"] for entry in logs if entry["event"] == "price_submitted"]
+    assert delivered == [format_minute(T0)]
+    assert submitter.pending == 0
