@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -111,6 +112,7 @@ class CandleFetcher:
         # Until this clock time the venue asked us (Retry-After) not to call: calling anyway
         # during a Binance 418 ban lengthens the ban.
         self._quiet_until = 0.0
+        self._backfilled: dict[int, Candle] = {}
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not cryptography
         bound = {"exchange": settings.name}
         if simulate:
@@ -122,10 +124,14 @@ class CandleFetcher:
         """The base URL requests go to."""
         return self._settings.api_url
 
-    async def fetch(self, minute: int, deadline: float) -> FetchResult:
+    async def fetch(
+        self, minute: int, deadline: float, *, backfill: Collection[int] = ()
+    ) -> FetchResult:
         """The candle that opened at `minute`; raises the last `FetchError` if none by `deadline`.
 
-        `deadline` is a time on the injected clock after which no new attempt starts.
+        `deadline` is a time on the injected clock after which no new attempt starts. Each answer
+        is also searched for the closed candles of the earlier minutes in `backfill` (one request
+        returns many rows); those found wait in `take_backfilled`, whether or not `minute` is.
         """
         if (quiet := self._quiet_until - self._clock()) > 0:
             raise RateLimitedError(
@@ -148,11 +154,17 @@ class CandleFetcher:
             with attempt:
                 attempts += 1
                 started = time.perf_counter()
-                candle = await self._attempt(minute)
+                candle = await self._attempt(minute, backfill)
                 latency_ms = (time.perf_counter() - started) * 1000
         return FetchResult(candle=candle, latency_ms=round(latency_ms, 1), attempts=attempts)
 
-    async def _attempt(self, minute: int) -> Candle:
+    def take_backfilled(self) -> list[Candle]:
+        """The earlier minutes found since the last call, oldest first; forgets them."""
+        found = [self._backfilled[minute] for minute in sorted(self._backfilled)]
+        self._backfilled.clear()
+        return found
+
+    async def _attempt(self, minute: int, backfill: Collection[int]) -> Candle:
         request = self._adapter.request(self._settings.symbol, minute)
         url = self._settings.api_url + request.path
         try:
@@ -189,9 +201,15 @@ class CandleFetcher:
             raise TransientFetchError(self._adapter.error_message(status, response.content))
         if status != 200:
             raise PermanentFetchError(self._adapter.error_message(status, response.content))
-        return self._adapter.parse(
-            response.content, self._settings.symbol, minute, self._exchange_time(response)
-        )
+        exchange_time = self._exchange_time(response)
+        for earlier in backfill:
+            if earlier not in self._backfilled:
+                # Not there (yet) or unreadable: the wanted minute's parse below says why.
+                with suppress(FetchError):
+                    self._backfilled[earlier] = self._adapter.parse(
+                        response.content, self._settings.symbol, earlier, exchange_time
+                    )
+        return self._adapter.parse(response.content, self._settings.symbol, minute, exchange_time)
 
     def _exchange_time(self, response: httpx.Response) -> float:
         """The venue's clock when it answered (HTTP `Date`), or ours if it sent none we can read.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -36,6 +37,11 @@ _ONCE_FIRST_WAIT = 10.0
 _ONCE_OLDER_WAIT = 2.0
 # Seconds before the next boundary by which a cycle stops waiting for the aggregator.
 _NEXT_TICK_MARGIN = 1.0
+# Skipped minutes looked for again in later answers (Coinbase publishes 1-7 minutes late): at most
+# this many, and none older than this, so a late report still lands inside the aggregator's
+# 600 s lateness limit (closed at m + 60, delivered before the next boundary after m + 540 + 60).
+_BACKFILL_MINUTES = 5
+_BACKFILL_HORIZON = 8 * MINUTE
 
 
 class OracleNode:
@@ -55,6 +61,7 @@ class OracleNode:
         self._submitter = submitter
         self._scheduler = scheduler
         self._clock = clock
+        self._skipped: deque[int] = deque(maxlen=_BACKFILL_MINUTES)
         bound = {"node_id": config.node_id, "exchange": config.exchange.name}
         if config.simulate:
             bound["mode"] = "SIMULATED"
@@ -82,16 +89,21 @@ class OracleNode:
         self._log.info("fetch_started", minute=minute_text, skew_ms=_ms(tick.skew(started)))
         deadline = tick.boundary + self._config.fetch_deadline
         try:
-            result = await self._fetcher.fetch(tick.minute, deadline)
+            result = await self._fetcher.fetch(
+                tick.minute, deadline, backfill=self._backlog(tick.minute)
+            )
         except CandleNotYetAvailableError as error:
+            self._skipped.append(tick.minute)
             self._log.warning(
                 "minute_skipped",
                 minute=minute_text,
                 reason=f"not published by the deadline ({self._config.fetch_deadline:g} s "
                 f"after the boundary): {error}",
+                backfill="taken from a later answer if it appears in time",
             )
             return None
         except RateLimitedError as error:
+            self._skipped.append(tick.minute)
             # Retry-After reaches past this minute's deadline (e.g. a 418 ban): skip, say why.
             self._log.error(
                 "Rate limit exceeded - Too many requests",
@@ -102,10 +114,14 @@ class OracleNode:
             )
             return None
         except FetchError as error:
+            self._skipped.append(tick.minute)
             self._log.error(
                 "fetch_failed", minute=minute_text, error=str(error), kind=type(error).__name__
             )
             return None
+        finally:
+            # Earlier minutes found in this minute's answers go first: observations in order.
+            self._queue_backfilled()
         finished = self._clock()
         candle = result.candle
         self._log.info(
@@ -125,6 +141,32 @@ class OracleNode:
             return None
         self._submitter.enqueue(Observation(candle=candle, collected_at=finished))
         return candle
+
+    def _backlog(self, minute: int) -> tuple[int, ...]:
+        """The skipped minutes still worth submitting late, oldest first."""
+        for old in [skipped for skipped in self._skipped if skipped < minute - _BACKFILL_HORIZON]:
+            self._skipped.remove(old)
+        return tuple(sorted(self._skipped))
+
+    def _queue_backfilled(self) -> None:
+        for candle in self._fetcher.take_backfilled():
+            minute_text = format_minute(candle.minute)
+            with suppress(ValueError):
+                self._skipped.remove(candle.minute)
+            try:
+                validate_candle(candle, self._config.bounds)
+            except InvalidCandleError as error:
+                self._log.error("candle_rejected", minute=minute_text, reason=str(error))
+                continue
+            collected_at = self._clock()
+            self._log.info(
+                "minute_backfilled",
+                minute=minute_text,
+                close=str(candle.close),
+                quote=candle.quote,
+                late_s=round(collected_at - (candle.minute + MINUTE)),
+            )
+            self._submitter.enqueue(Observation(candle=candle, collected_at=collected_at))
 
     async def _deliver_buffered(self, tick: Tick) -> None:
         """Send what is buffered; may wait for a restarting aggregator, never into the next tick.

@@ -405,3 +405,34 @@ def test_http_dates_parse_to_epoch_seconds() -> None:
     assert parse_http_date("Mon, 20 Jan 2025 14:36:00 GMT") == 1737383760
     assert parse_http_date("soon") is None
     assert parse_http_date(None) is None
+
+
+@respx.mock
+async def test_skipped_minutes_are_taken_from_the_same_answers(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    # Lagging: only 14:31 and 14:32 are out. Then complete: 14:33 and 14:34 too.
+    lagging = httpx.Response(200, content=fixture("coinbase_candles_lagging.json"))
+    route = respx.get(URLS["coinbase"]).mock(side_effect=[lagging, ok("coinbase")])
+    fetcher = fetcher_for("coinbase", client, clock)
+    skipped = (NEWEST_CLOSED - 180, NEWEST_CLOSED - 120, NEWEST_CLOSED - 60)
+    result = await fetcher.fetch(NEWEST_CLOSED, DEADLINE, backfill=skipped)
+    assert route.call_count == 2
+    assert result.candle.minute == NEWEST_CLOSED
+    found = fetcher.take_backfilled()
+    assert [candle.minute for candle in found] == list(skipped)
+    assert found[-1].close == Decimal("102269.0")
+    assert fetcher.take_backfilled() == []
+
+
+@respx.mock
+async def test_backfill_survives_a_minute_that_is_still_missing(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    respx.get(URLS["coinbase"]).mock(
+        return_value=httpx.Response(200, content=fixture("coinbase_candles_lagging.json"))
+    )
+    fetcher = fetcher_for("coinbase", client, clock)
+    with pytest.raises(CandleNotYetAvailableError):
+        await fetcher.fetch(NEWEST_CLOSED, DEADLINE, backfill=(NEWEST_CLOSED - 180,))
+    assert [candle.minute for candle in fetcher.take_backfilled()] == [NEWEST_CLOSED - 180]

@@ -8,6 +8,7 @@ Coinbase minute is skipped rather than replaced by an older one, and three nodes
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from decimal import Decimal
@@ -22,6 +23,8 @@ from aggregator.config import AggregatorConfig
 from aggregator.server import create_server
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import format_minute
+from exchange_sim.app import SimApp
+from exchange_sim.config import SimConfig
 from oracle_node.config import Overrides, load_config
 from oracle_node.fetcher import CandleFetcher, Sleep
 from oracle_node.node import OracleNode
@@ -319,3 +322,76 @@ async def test_buffer_is_delivered_in_a_minute_whose_fetch_fails(
     delivered = [entry["minute"] for entry in logs if entry["event"] == "price_submitted"]
     assert delivered == [format_minute(T0)]
     assert submitter.pending == 0
+
+
+async def test_a_lagging_coinbase_minute_is_backfilled_in_order(
+    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    node, submitter = await nodes.make("coinbase", aggregator.port, "oracle-node-2")
+    exchange.coinbase_lag = 3  # minute A (T0) is not out by its deadline
+    with capture_logs() as skipped_logs:
+        assert await node.collect(tick_at(clock, T0 + 60)) is None
+    assert "minute_skipped" in {entry["event"] for entry in skipped_logs}
+
+    exchange.coinbase_lag = 0  # Coinbase catches up: A and B are both in the next answer
+    with capture_logs() as logs:
+        candle = await node.collect(tick_at(clock, T0 + 120))
+    assert candle is not None
+    assert candle.minute == T0 + 60
+    backfilled = [entry["minute"] for entry in logs if entry["event"] == "minute_backfilled"]
+    assert backfilled == [format_minute(T0)]
+    submitted = [entry["minute"] for entry in logs if entry["event"] == "price_submitted"]
+    assert submitted == [format_minute(T0), format_minute(T0 + 60)]
+    assert submitter.pending == 0
+
+    late = await aggregator.submit(
+        oracle_pb2.PriceRequest(
+            price=float(fake_close("coinbase", T0)),
+            timestamp=T0,
+            source="coinbase",
+            node_id="oracle-node-2",
+            quote="USD",
+        )
+    )
+    assert late.duplicate  # the aggregator holds the late minute
+    with capture_logs() as later_logs:
+        await node.collect(tick_at(clock, T0 + 180))
+    assert "minute_backfilled" not in {entry["event"] for entry in later_logs}
+
+
+async def test_simulated_coinbase_lag_of_70_s_loses_no_minute(
+    clock: FakeClock, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    # Each minute appears 70 s after its close, 25 s past the fetch deadline: every minute is
+    # skipped in its own cycle and taken from the next cycle's answer.
+    sim = SimApp(SimConfig(coinbase_lag_seconds=70.0), clock=clock)
+
+    def simulator(request: httpx.Request) -> httpx.Response:
+        answer = sim.handle("GET", request.url.raw_path.decode(), {"user-agent": "tests"})
+        return httpx.Response(answer.status, content=answer.body)
+
+    nodes.exchange.handle = simulator  # type: ignore[method-assign]
+    stop = asyncio.Event()
+
+    async def sleep_then_stop(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if clock.now >= T0 + 5 * 60:
+            stop.set()
+
+    node, _ = await nodes.make(
+        "coinbase", aggregator.port, "oracle-node-2", scheduler_sleep=sleep_then_stop
+    )
+    with capture_logs() as logs:
+        await asyncio.wait_for(node.run(stop), timeout=10)
+    events = [(entry["event"], entry.get("minute")) for entry in logs]
+    skipped = [minute for event, minute in events if event == "minute_skipped"]
+    backfilled = [minute for event, minute in events if event == "minute_backfilled"]
+    submitted = [minute for event, minute in events if event == "price_submitted"]
+    assert skipped == [format_minute(T0 + 60 * i) for i in range(4)]
+    assert backfilled == skipped[:3]
+    assert submitted == backfilled
+    answer = await aggregator.price("coinbase")
+    assert answer.success
+    assert answer.aggregate_minute == T0 + 120
+    close = sim.handle("GET", f"/_sim/close?venue=coinbase&minute={T0 + 120}", {})
+    assert Decimal(str(answer.aggregated_price)) == Decimal(json.loads(close.body)["close"])

@@ -25,8 +25,9 @@ BINANCE_US_URL: Final = "https://api.binance.us"
 _ROW: Final = RowLayout(
     "Binance", "kline row", "openTime", open=1, high=2, low=3, close=4, length=7, time_unit=1000
 )
-# Enough rows to hold the minute just closed and the forming one, even with a few seconds of skew.
-_ROWS: Final = 5
+# Enough rows to hold the minute just closed and the forming one, even with a few seconds of skew,
+# and the skipped minutes within the node's backfill horizon (8 minutes).
+_ROWS: Final = 12
 
 
 class BinanceAdapter:

@@ -23,9 +23,10 @@ from oracle_node.exchanges.base import (
 
 # `[time, low, high, open, close, volume]`: note the order.
 _ROW: Final = RowLayout("Coinbase", "row", "time", low=1, high=2, open=3, close=4)
-# A few minutes of context either side of the wanted one: small answers, and the window still
-# holds the minute when Coinbase interprets start/end loosely.
-_WINDOW_BEFORE: Final = 4 * 60
+# A few minutes of context either side of the wanted one: small answers, the window still holds
+# the minute when Coinbase interprets start/end loosely, and skipped minutes up to the node's
+# backfill horizon (8 minutes) can be taken late from the same answer.
+_WINDOW_BEFORE: Final = 10 * 60
 _WINDOW_AFTER: Final = 2 * 60
 
 

@@ -30,8 +30,9 @@ from oracle_node.exchanges.base import (
 _ROW: Final = RowLayout("Kraken", "OHLC row", "time", open=1, high=2, low=3, close=4)
 _RATE_LIMIT_ERRORS: Final = ("EAPI:Rate limit exceeded", "EGeneral:Too many requests")
 _TRANSIENT_PREFIXES: Final = ("EService:",)
-# `since` is not documented as inclusive or exclusive, so ask from two minutes before.
-_SINCE_MARGIN: Final = 2 * 60
+# `since` is not documented as inclusive or exclusive, so ask from well before the minute; ten
+# minutes also covers the skipped minutes within the node's backfill horizon (8 minutes).
+_SINCE_MARGIN: Final = 10 * 60
 
 
 class KrakenAdapter:
