@@ -11,6 +11,7 @@ poll stops at the minute's deadline, so a slow venue never makes the node miss t
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -38,6 +39,10 @@ from oracle_node.errors import (
 from oracle_node.exchanges import get_adapter
 
 SIMULATED_HEADER: Final = "X-Oracle-Simulated"
+# The longest pause a venue's Retry-After can impose (seconds). Binance documents bans of up to
+# three days, but honouring a value like that, or a mistaken one, would silence the node until
+# restarted; after an hour, one request finds out whether the ban is still on.
+MAX_RETRY_AFTER: Final = 3600.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -79,9 +84,12 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     text = value.strip()
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        # 'inf' and 'nan' parse as floats but are no waiting time.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     when = parse_http_date(text)
     if when is None:
         return None
@@ -189,7 +197,7 @@ class CandleFetcher:
         self._check_simulated(response)
         status = response.status_code
         if status in {418, 429}:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+            retry_after = self._retry_after(response.headers.get("Retry-After"), status)
             if retry_after is not None:
                 self._quiet_until = max(self._quiet_until, self._clock() + retry_after)
             raise RateLimitedError(
@@ -218,6 +226,22 @@ class CandleFetcher:
         """
         when = parse_http_date(response.headers.get("Date"))
         return when if when is not None else self._clock()
+
+    def _retry_after(self, header: str | None, status: int) -> float | None:
+        """The venue's `Retry-After`, at most `MAX_RETRY_AFTER`: a bad or hostile value ('1e12',
+        a far-future date) must not silence the node until it is restarted."""
+        retry_after = parse_retry_after(header, self._clock())
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            self._log.error(
+                "retry_after_clamped",
+                status=status,
+                retry_after_header=header,
+                retry_after=retry_after,
+                clamped_to=MAX_RETRY_AFTER,
+                hint="the venue asked for an implausibly long pause; asking again after the cap",
+            )
+            retry_after = MAX_RETRY_AFTER
+        return retry_after
 
     def _check_simulated(self, response: httpx.Response) -> None:
         """A simulated answer must never pass as a real price, nor a real one as simulated."""

@@ -20,7 +20,13 @@ from oracle_node.errors import (
     RateLimitedError,
     TransientFetchError,
 )
-from oracle_node.fetcher import CandleFetcher, make_client, parse_http_date, parse_retry_after
+from oracle_node.fetcher import (
+    MAX_RETRY_AFTER,
+    CandleFetcher,
+    make_client,
+    parse_http_date,
+    parse_retry_after,
+)
 from tests.oracle_node.fakes import FORMING, NEWEST_CLOSED, FakeClock, fixture
 
 BOUNDARY = NEWEST_CLOSED + 60
@@ -436,3 +442,30 @@ async def test_backfill_survives_a_minute_that_is_still_missing(
     with pytest.raises(CandleNotYetAvailableError):
         await fetcher.fetch(NEWEST_CLOSED, DEADLINE, backfill=(NEWEST_CLOSED - 180,))
     assert [candle.minute for candle in fetcher.take_backfilled()] == [NEWEST_CLOSED - 180]
+
+
+def test_retry_after_refuses_non_finite_values() -> None:
+    for value in ("inf", "Infinity", "-inf", "nan"):
+        assert parse_retry_after(value, 0) is None, value
+
+
+@pytest.mark.parametrize("header", ["1e12", "Fri, 31 Dec 9999 23:59:59 GMT", "86400"])
+@respx.mock
+async def test_an_enormous_retry_after_is_clamped_loudly(
+    header: str, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    banned = httpx.Response(
+        418, content=fixture("binance_418_banned.json"), headers={"Retry-After": header}
+    )
+    route = respx.get(URLS["binance"]).mock(side_effect=[banned, ok("binance")])
+    fetcher = fetcher_for("binance", client, clock)
+    with capture_logs() as logs, pytest.raises(RateLimitedError) as caught:
+        await fetcher.fetch(NEWEST_CLOSED, DEADLINE)
+    assert caught.value.retry_after == MAX_RETRY_AFTER
+    clamped = [entry for entry in logs if entry["event"] == "retry_after_clamped"]
+    assert clamped[0]["log_level"] == "error"
+    assert clamped[0]["retry_after_header"] == header
+    clock.now += MAX_RETRY_AFTER  # after the cap the venue is asked again
+    result = await fetcher.fetch(NEWEST_CLOSED, clock.now + 45)
+    assert result.candle.minute == NEWEST_CLOSED
+    assert route.call_count == 2
