@@ -54,9 +54,19 @@ async def test_wait_returns_at_the_boundary_instantly_with_a_fake_clock() -> Non
 
 
 async def test_stop_interrupts_the_wait() -> None:
-    scheduler = MinuteScheduler()  # the real clock and sleep: up to a minute away
+    # A fake clock a second before the boundary, and a sleep that never ends on its own: only
+    # `stop` can end the wait, so it must return None, never a Tick (no race with the real clock).
+    clock = FakeClock(T0 + 59.0)
     stop = asyncio.Event()
+    napping = asyncio.Event()
+
+    async def sleep_until_stopped(_seconds: float) -> None:
+        napping.set()
+        await stop.wait()
+
+    scheduler = MinuteScheduler(clock=clock, sleep=sleep_until_stopped)
     waiting = asyncio.ensure_future(scheduler.wait(stop))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(napping.wait(), timeout=2)
     stop.set()
     assert await asyncio.wait_for(waiting, timeout=2) is None
+    assert clock.now == T0 + 59.0
