@@ -42,6 +42,7 @@ for entry in "${oracle_nodes[@]}"; do
   pidfile_check "$name"
   case "$PIDFILE_STATE" in
     running) refused+=("$exchange: node PID $PIDFILE_PID is still running ($(pidfile_path "$name"))") ;;
+    unknown) refused+=("$exchange: $PIDFILE_REASON ($(pidfile_path "$name"))") ;;
     stale)
       echo "==> removing stale PID file $(pidfile_path "$name") ($PIDFILE_REASON)"
       rm -f "$(pidfile_path "$name")"
@@ -111,7 +112,7 @@ wait_ready() {
   shift 3
   deadline=$((SECONDS + start_timeout))
   while ! "$@" >/dev/null 2>&1; do
-    if [ -z "$(proc_identity "$pid")" ]; then
+    if proc_gone "$pid"; then
       echo "ERROR: $name (PID $pid) exited during startup" >&2
       log_tail "$log"
       rm -f "$(pidfile_path "$name")"
@@ -266,7 +267,7 @@ failed=0
 for i in "${!oracle_nodes[@]}"; do
   read -r index exchange <<<"${oracle_nodes[$i]}"
   name="node${index}_${exchange}"
-  if [ -z "$(proc_identity "${node_pids[$i]}")" ]; then
+  if proc_gone "${node_pids[$i]}"; then
     echo "ERROR: the $exchange node (PID ${node_pids[$i]}) exited during startup" >&2
     log_tail "$log_dir/$name.log"
     rm -f "$(pidfile_path "$name")"

@@ -54,6 +54,10 @@ stop_group() {
         echo "==> $name: removing stale PID file ($PIDFILE_REASON; no signal sent)"
         rm -f "$(pidfile_path "$name")"
         ;;
+      unknown)
+        echo "==> $name: $PIDFILE_REASON; PID file kept, no signal sent" >&2
+        survivors=1
+        ;;
       running)
         echo "==> $name: stopping PID $PIDFILE_PID (SIGTERM)"
         kill -TERM "$PIDFILE_PID" 2>/dev/null || true
@@ -83,6 +87,11 @@ stop_group() {
         survivors=1
         continue
       fi
+    fi
+    if [ "$PIDFILE_STATE" = unknown ]; then
+      echo "ERROR: ${names[$i]}: $PIDFILE_REASON; PID file kept" >&2
+      survivors=1
+      continue
     fi
     rm -f "$(pidfile_path "${names[$i]}")"
     echo "    ${names[$i]}: stopped"

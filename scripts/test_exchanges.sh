@@ -21,7 +21,7 @@ cd "$oracle_root"
 work="$(mktemp -d)"
 temp_sim_pid=""
 cleanup() {
-  if [ -n "$temp_sim_pid" ] && [ -n "$(proc_identity "$temp_sim_pid")" ]; then
+  if [ -n "$temp_sim_pid" ] && ! proc_gone "$temp_sim_pid"; then
     kill -TERM "$temp_sim_pid" 2>/dev/null || true
     wait "$temp_sim_pid" 2>/dev/null || true
   fi
@@ -40,7 +40,7 @@ if [ "$simulate" = 1 ]; then
     echo "(no simulator on port $sim_port: started a temporary one on port $port)"
     deadline=$((SECONDS + ${ORACLE_START_TIMEOUT:-30}))
     until sim_answers "$port"; do
-      if [ -z "$(proc_identity "$temp_sim_pid")" ] || [ "$SECONDS" -ge "$deadline" ]; then
+      if proc_gone "$temp_sim_pid" || [ "$SECONDS" -ge "$deadline" ]; then
         echo "ERROR: the temporary exchange simulator on port $port did not come up" >&2
         log_tail "$work/simulator.log"
         exit 1

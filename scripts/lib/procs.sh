@@ -3,10 +3,13 @@
 # keep their PID files and logs, and when a PID file may be trusted; also the --help and --simulate
 # handling and the simulator probe those scripts share.
 #
-# A PID file holds two lines: the PID and that process's start time (`ps -o lstart=`). The start
+# A PID file holds two lines: the PID and that process's start time (field 22 of /proc/PID/stat,
+# in clock ticks since boot; read directly, so nothing depends on `ps` being installed). The start
 # time is what makes "stop exactly what we started" safe: after a crash or a reboot the PID may
 # belong to an unrelated process, and a file whose start time does not match is stale, never a
-# reason to send a signal. Nothing here ever looks a process up by its name.
+# reason to send a signal. Whether a process has exited is asked of `kill -0`, so a start time that
+# cannot be read never makes a live process look dead (and its PID file disappear). Nothing here
+# ever looks a process up by its name.
 #
 # Environment (all optional): ORACLE_RUN_DIR (PID files, default <repo>/run), ORACLE_LOG_DIR
 # (logs, default <repo>/logs), ORACLE_AGGREGATOR_PORT (50051), ORACLE_SIM_PORT (8099).
@@ -36,13 +39,36 @@ esac
 # One node per exchange: "<index> <exchange>", named node<index>_<exchange> in run/ and logs/.
 oracle_nodes=("1 binance" "2 coinbase" "3 kraken")
 
+# proc_stat PID: sets PROC_STATE and PROC_START from /proc/PID/stat (both empty if unreadable).
+# The second field, the command name in parentheses, may itself hold spaces and ')', so the fields
+# are counted from after the LAST ')': state is field 3, starttime field 22.
+proc_stat() {
+  local stat fields
+  PROC_STATE=""
+  PROC_START=""
+  { stat="$(<"/proc/$1/stat")"; } 2>/dev/null || return 0
+  read -r -a fields <<<"${stat##*)}"
+  PROC_STATE="${fields[0]:-}"
+  PROC_START="${fields[19]:-}"
+}
+
 # The start time of a live process, empty when there is none (zombies count as gone: their
 # parent may never reap them, e.g. under a container's PID 1).
 proc_identity() {
-  local pid="$1" state
-  state="$(LC_ALL=C ps -o stat= -p "$pid" 2>/dev/null)" || return 0
-  case "$state" in Z* | "") return 0 ;; esac
-  LC_ALL=C ps -o lstart= -p "$pid" 2>/dev/null | sed 's/^ *//;s/ *$//'
+  proc_stat "$1"
+  case "$PROC_STATE" in Z | X | "") return 0 ;; esac
+  printf '%s\n' "$PROC_START"
+}
+
+# proc_gone PID: true once the process has exited. `kill -0` decides; it also fails for a process
+# of another user (EPERM), which /proc still shows, and it succeeds for a zombie, which has exited.
+proc_gone() {
+  if kill -0 "$1" 2>/dev/null; then
+    proc_stat "$1"
+    [ "$PROC_STATE" = Z ]
+    return
+  fi
+  [ ! -d /proc/self ] || [ ! -e "/proc/$1" ]
 }
 
 pidfile_path() { printf '%s/%s.pid\n' "$run_dir" "$1"; }
@@ -59,7 +85,8 @@ pidfile_write() {
 # pidfile_check NAME: sets PIDFILE_PID, PIDFILE_REASON (why stale) and PIDFILE_STATE to one of
 #   none     no PID file;
 #   running  the recorded process is alive and is the one that was started;
-#   stale    the file names a dead process, or a PID now used by another process, or is garbage.
+#   stale    the file names a dead process, or a PID now used by another process, or is garbage;
+#   unknown  the PID is alive but its start time cannot be read: neither signalled nor forgotten.
 pidfile_check() {
   local name="$1" file pid recorded current
   file="$(pidfile_path "$name")"
@@ -77,8 +104,11 @@ pidfile_check() {
   esac
   PIDFILE_PID="$pid"
   current="$(proc_identity "$pid")"
-  if [ -z "$current" ]; then
+  if proc_gone "$pid"; then
     PIDFILE_REASON="PID $pid is no longer running"
+  elif [ -z "$current" ]; then
+    PIDFILE_STATE=unknown
+    PIDFILE_REASON="PID $pid is running but its start time cannot be read"
   elif [ "$current" != "$recorded" ]; then
     PIDFILE_REASON="PID $pid now belongs to another process, started $current"
   else

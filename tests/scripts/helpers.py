@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -35,24 +34,28 @@ def run_script(
     )
 
 
+def proc_stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat from field 3 (state) on; [] when unreadable.
+
+    The command name (field 2) is in parentheses and may hold spaces and ')', so the fields are
+    counted from after the last ')', as scripts/lib/procs.sh does.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return stat[stat.rindex(")") + 1 :].split()
+
+
 def proc_identity(pid: int) -> str:
-    """The start time `ps` reports for a live, non-zombie process; "" when there is none.
+    """The start time (field 22 of /proc/<pid>/stat) of a live, non-zombie process; "" if none.
 
     The same rule as scripts/lib/procs.sh, so a test can write a PID file the scripts trust.
     """
-    env = {**os.environ, "LC_ALL": "C"}
-    state = subprocess.run(
-        ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, env=env, check=False
-    ).stdout.strip()
-    if not state or state.startswith("Z"):
+    fields = proc_stat_fields(pid)
+    if len(fields) < 20 or fields[0] in {"Z", "X"}:
         return ""
-    return subprocess.run(
-        ["ps", "-o", "lstart=", "-p", str(pid)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    ).stdout.strip()
+    return fields[19]
 
 
 def write_pidfile(run_dir: Path, name: str, pid: int, identity: str | None = None) -> Path:
@@ -70,10 +73,11 @@ def wait_for_exec(pid: int, program: str, timeout: float = 5) -> None:
     """Wait until process `pid` runs `program` (a shell that `exec`s has finished its setup)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        args = subprocess.run(
-            ["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        if args.startswith(program):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            argv = []
+        if b" ".join(argv).decode(errors="replace").startswith(program):
             return
         time.sleep(0.02)
     raise AssertionError(f"process {pid} never ran {program}")

@@ -7,6 +7,8 @@ held by something that is not the oracle.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -166,3 +168,41 @@ def test_node_that_cannot_start_is_reported_and_the_rest_keep_running(
     assert "'chatty' is not one of" in result.stderr
     assert "stop_nodes.sh" in result.stderr
     assert _pid_files(env) == ["aggregator.pid"]
+
+
+def _path_without_ps(tmp_path: Path, path: str) -> str:
+    """A PATH with every program of `path` except `ps` (as on a system without procps)."""
+    bin_dir = tmp_path / "no-ps-bin"
+    bin_dir.mkdir()
+    for directory in path.split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for entry in os.scandir(directory):
+            target = bin_dir / entry.name
+            if entry.name != "ps" and not target.exists() and os.access(entry.path, os.X_OK):
+                target.symlink_to(entry.path)
+    return str(bin_dir)
+
+
+@pytest.mark.e2e  # starts the real simulator, aggregator and node processes
+def test_a_system_without_ps_starts_and_stops_every_process(
+    stopped_afterwards: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**stopped_afterwards, "PATH": _path_without_ps(tmp_path, os.environ["PATH"])}
+    assert shutil.which("ps", path=env["PATH"]) is None
+
+    started = run_script("run_multi_nodes.sh", "--simulate", env=env)
+
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "exited during startup" not in started.stderr
+    names = ["aggregator", "node1_binance", "node2_coinbase", "node3_kraken", "simulator"]
+    assert _pid_files(env) == [f"{name}.pid" for name in names]
+    run_dir = Path(env["ORACLE_RUN_DIR"])
+    pids = [int((run_dir / f"{name}.pid").read_text().split()[0]) for name in names]
+    assert all(is_alive(pid) for pid in pids)
+
+    stopped = run_script("stop_nodes.sh", "--all", "--timeout", "10", env=env)
+
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert _pid_files(env) == []
+    assert not any(is_alive(pid) for pid in pids)
