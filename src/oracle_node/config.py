@@ -20,7 +20,7 @@ from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from common.errors import ConfigError
-from common.exchanges import EXCHANGES, MAX_ID_LENGTH
+from common.exchanges import EXCHANGES, MAX_ID_LENGTH, NODE_ID_PATTERN, NODE_ID_RULE
 from common.timeutil import MINUTE
 from oracle_node.exchanges import get_adapter, quote_of
 from oracle_node.validation import PriceBounds
@@ -256,12 +256,14 @@ def _build(reader: _Reader, overrides: Overrides, path: Path | None) -> NodeConf
     if node_id is None:
         node_id = f"{exchange}-node"
     node_label = ("oracle", "node_id") if overrides.node_id is None else ("cli", "--node-id")
+    # The aggregator's own rule: an id it refuses would cost every minute's submission.
     _check(
         reader,
         node_label,
         node_id,
-        lambda v: 0 < len(v) <= MAX_ID_LENGTH,
-        "must be 1 to 64 characters",
+        lambda v: 0 < len(v) <= MAX_ID_LENGTH and NODE_ID_PATTERN.fullmatch(v) is not None,
+        f"must be 1 to {MAX_ID_LENGTH} characters, {NODE_ID_RULE} (the aggregator refuses "
+        "any other id)",
     )
 
     aggregator_url = (

@@ -147,6 +147,13 @@ def test_options_override_the_file() -> None:
     assert (config.log_file, config.log_level) == (Path("x.log"), "warning")
 
 
+def test_a_node_id_option_the_aggregator_would_refuse_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"^option --node-id: .*'node\$1'"):
+        load_config(None, Overrides(exchange="kraken", node_id="node$1"))
+    accepted = load_config(None, Overrides(exchange="kraken", node_id="eu-1.node_3:a@b"))
+    assert accepted.node_id == "eu-1.node_3:a@b"
+
+
 def test_no_file_means_defaults() -> None:
     config = load_config(None, Overrides(exchange="coinbase"))
     assert config.node_id == "coinbase-node"
@@ -167,6 +174,10 @@ def test_no_file_means_defaults() -> None:
         ("[oracle]\naggregator_url = 'https://x:1'\n", r"aggregator_url: scheme 'https'"),
         ("[oracle]\naggregator_url = 'localhost'\n", r"aggregator_url: must be host:port"),
         ("[oracle]\nnode_id = ''\n", r"node_id: must be 1 to 64 characters"),
+        ("[oracle]\nnode_id = 'node 1'\n", r"\[oracle\] node_id: .*letters, digits.*'node 1'"),
+        ("[oracle]\nnode_id = '-node'\n", r"\[oracle\] node_id: .*starting with a letter"),
+        ("[oracle]\nnode_id = 'nœud'\n", r"\[oracle\] node_id: .*aggregator refuses"),
+        (f"[oracle]\nnode_id = '{'n' * 65}'\n", r"\[oracle\] node_id: must be 1 to 64"),
         ("[oracle]\nfetch_deadline_seconds = 75\n", r"fetch_deadline_seconds"),
         ("[oracle]\nbuffer_size = 0\n", r"buffer_size: must be from 1"),
         ("[sources]\nenabled = ['binance', 'kraken']\n", r"\[sources\] enabled: lists several"),
