@@ -174,13 +174,13 @@ class Book:
         minute_reports[observation.node_id] = report
         self._append_to_window(observation.exchange, observation.minute, observation.node_id)
 
-        if not self._refresh_latest(observation.exchange, observation.minute):
+        if not self._refresh_latest(observation.exchange, observation.minute, now):
             return SubmitResult(Outcome.STORED, first_reporter)
         if observation.minute + MINUTE > now + self._config.close_skew:
             return SubmitResult(Outcome.PENDING, first_reporter)
         return SubmitResult(Outcome.COUNTED, first_reporter)
 
-    def _refresh_latest(self, exchange: str, minute: int) -> bool:
+    def _refresh_latest(self, exchange: str, minute: int, now: float) -> bool:
         """Recombine `minute` into the exchange's newest minutes; True if it is the newest.
 
         A minute older than every held one (a late report) is stored but not held here.
@@ -188,14 +188,25 @@ class Book:
         candidates = self._latest.setdefault(exchange, [])
         if len(candidates) >= _HELD_MINUTES and minute < candidates[-1].minute:
             return False
+        combined = combine_reports(exchange, minute, self._reports[exchange][minute])
+        # A minute older than the exchange's counted (newest closed) minute can never count, so
+        # the aggregate stays valid; anything else may change it.
+        counted = counted_price(candidates, now, self._config.close_skew)
+        if counted is None or minute >= counted.minute:
+            self._aggregate = None
+        # Fast paths for the usual cases: another report for the newest minute, or a new minute.
+        if candidates and candidates[0].minute == minute:
+            candidates[0] = combined
+            return True
+        if not candidates or minute > candidates[0].minute:
+            candidates.insert(0, combined)
+            del candidates[_HELD_MINUTES:]
+            return True
         kept = [price for price in candidates if price.minute != minute]
-        reports = self._reports[exchange].get(minute)
-        if reports:
-            kept.append(combine_reports(exchange, minute, reports))
+        kept.append(combined)
         kept.sort(key=lambda price: price.minute, reverse=True)
         self._latest[exchange] = kept[:_HELD_MINUTES]
-        self._aggregate = None
-        return bool(kept) and kept[0].minute == minute
+        return False
 
     # -- bounded memory --------------------------------------------------------------------
 
