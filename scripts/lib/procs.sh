@@ -62,13 +62,14 @@ proc_identity() {
 
 # proc_gone PID: true once the process has exited. `kill -0` decides; it also fails for a process
 # of another user (EPERM), which /proc still shows, and it succeeds for a zombie, which has exited.
+# (No bare `return` here: called from an EXIT trap, it would return the status from before the trap.)
 proc_gone() {
   if kill -0 "$1" 2>/dev/null; then
     proc_stat "$1"
     [ "$PROC_STATE" = Z ]
-    return
+  else
+    [ ! -d /proc/self ] || [ ! -e "/proc/$1" ]
   fi
-  [ ! -d /proc/self ] || [ ! -e "/proc/$1" ]
 }
 
 pidfile_path() { printf '%s/%s.pid\n' "$run_dir" "$1"; }

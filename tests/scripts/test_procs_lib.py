@@ -107,3 +107,15 @@ proc_gone {os.getpid()} && echo gone || echo alive
     finally:
         zombie.wait()
     assert result.stdout.splitlines() == ["gone", "gone", "alive"]
+
+
+def test_gone_is_answered_right_inside_an_exit_trap(
+    tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    # test_exchanges.sh asks from its EXIT trap whether its temporary simulator still runs; a bare
+    # `return` there would answer with the status from before the trap.
+    sleeper = start_sleeper(spawn)
+    result = _source_and_run(
+        tmp_path, f"trap 'proc_gone {sleeper.pid} && echo gone || echo alive' EXIT\ntrue"
+    )
+    assert result.stdout.splitlines() == ["alive"]
