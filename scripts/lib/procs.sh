@@ -110,8 +110,13 @@ pidfile_check() {
   elif [ -z "$current" ]; then
     PIDFILE_STATE=unknown
     PIDFILE_REASON="PID $pid is running but its start time cannot be read"
+  elif ! [[ "$recorded" =~ ^[0-9]+$ ]]; then
+    # Written by an older version of these scripts (a `ps -o lstart=` date): cannot be compared.
+    PIDFILE_STATE=unknown
+    PIDFILE_REASON="PID $pid is running; its PID file is from an older version of these scripts \
+(start time '$recorded'), so whether it is ours cannot be checked: stop it by hand if it is"
   elif [ "$current" != "$recorded" ]; then
-    PIDFILE_REASON="PID $pid now belongs to another process, started $current"
+    PIDFILE_REASON="PID $pid now belongs to another process, started $current (clock ticks after boot)"
   else
     PIDFILE_STATE=running
   fi

@@ -10,7 +10,13 @@ import subprocess
 from pathlib import Path
 
 from tests.scripts.conftest import start_sleeper
-from tests.scripts.helpers import is_alive, run_script, wait_for_exec, write_pidfile
+from tests.scripts.helpers import (
+    is_alive,
+    proc_identity,
+    run_script,
+    wait_for_exec,
+    write_pidfile,
+)
 
 
 def _run_dir(env: dict[str, str]) -> Path:
@@ -54,7 +60,8 @@ def test_pid_reused_by_another_process_is_not_killed(
     run_dir = _run_dir(script_env)
     bystander = start_sleeper(spawn, "oracle-node")
     # The file names the bystander's PID but another start time: the node it recorded is gone.
-    write_pidfile(run_dir, "node1_binance", bystander.pid, identity="Mon Jan  1 00:00:00 2024")
+    earlier = str(int(proc_identity(bystander.pid)) - 1)
+    write_pidfile(run_dir, "node1_binance", bystander.pid, identity=earlier)
 
     result = run_script("stop_nodes.sh", "--all", env=script_env)
 
@@ -62,6 +69,25 @@ def test_pid_reused_by_another_process_is_not_killed(
     assert is_alive(bystander.pid)
     assert not (run_dir / "node1_binance.pid").exists()
     assert "now belongs to another process" in result.stdout
+
+
+def test_a_pid_file_from_the_ps_era_is_neither_signalled_nor_dropped(
+    script_env: dict[str, str], spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    # Older scripts recorded `ps -o lstart=`; that cannot be compared with /proc's start time, so
+    # the live process might be the node they started: no signal, and the PID file stays.
+    run_dir = _run_dir(script_env)
+    node = start_sleeper(spawn, "oracle-node")
+    pid_file = write_pidfile(
+        run_dir, "node2_coinbase", node.pid, identity="Wed Nov 25 10:00:00 2026"
+    )
+
+    result = run_script("stop_nodes.sh", env=script_env)
+
+    assert result.returncode == 1
+    assert is_alive(node.pid)
+    assert pid_file.exists()
+    assert "older version of these scripts" in result.stderr
 
 
 def test_never_kills_by_name(
