@@ -86,7 +86,7 @@ class FakeExchange:
             ]
         elif path.startswith("/products/") and path.endswith("/candles"):
             newest = forming - self.coinbase_lag * MINUTE
-            body = [self._coinbase_row(m) for m in range(newest, forming - 6 * MINUTE, -MINUTE)]
+            body = [self._coinbase_row(m) for m in range(newest, forming - 12 * MINUTE, -MINUTE)]
         elif path == "/0/public/OHLC":
             rows = [self._kraken_row(m) for m in range(forming - 4 * MINUTE, forming + 1, MINUTE)]
             body = {"error": [], "result": {"XXBTZUSD": rows, "last": forming - MINUTE}}

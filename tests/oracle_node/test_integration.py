@@ -395,3 +395,29 @@ async def test_simulated_coinbase_lag_of_70_s_loses_no_minute(
     assert answer.aggregate_minute == T0 + 120
     close = sim.handle("GET", f"/_sim/close?venue=coinbase&minute={T0 + 120}", {})
     assert Decimal(str(answer.aggregated_price)) == Decimal(json.loads(close.body)["close"])
+
+
+async def test_backfill_keeps_only_the_last_five_recent_skipped_minutes(
+    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    node, _ = await nodes.make("coinbase", aggregator.port, "oracle-node-2")
+    exchange.coinbase_lag = 30
+    for i in range(7):  # T0 .. T0+360 skipped
+        assert await node.collect(tick_at(clock, T0 + 60 * (i + 1))) is None
+    exchange.coinbase_lag = 0  # every one of them is in the next answer
+    with capture_logs() as logs:
+        await node.collect(tick_at(clock, T0 + 480))
+    backfilled = [entry["minute"] for entry in logs if entry["event"] == "minute_backfilled"]
+    assert backfilled == [format_minute(T0 + 60 * i) for i in range(2, 7)]
+
+
+async def test_a_skipped_minute_too_old_for_the_aggregator_is_not_backfilled(
+    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    node, _ = await nodes.make("coinbase", aggregator.port, "oracle-node-2")
+    exchange.coinbase_lag = 30
+    assert await node.collect(tick_at(clock, T0 + 60)) is None  # T0 skipped
+    exchange.coinbase_lag = 0
+    with capture_logs() as logs:  # nine minutes later: T0 is in the answer but too old
+        assert await node.collect(tick_at(clock, T0 + 600)) is not None
+    assert "minute_backfilled" not in {entry["event"] for entry in logs}
