@@ -45,6 +45,11 @@ def test_readme_has_the_two_newcomer_commands():
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
 
 
+def test_readme_has_no_placeholders_left():
+    for placeholder in ("BENCHMARK_TABLE", "TODO", "TBD", "XXX"):
+        assert placeholder not in README, placeholder
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_command_is_accepted(command):
     words = shlex.split(command)
