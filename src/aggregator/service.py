@@ -19,9 +19,8 @@ from aggregator import __version__
 from aggregator.aggregation import Aggregate, ExchangePrice
 from aggregator.book import Book, Outcome
 from aggregator.config import AggregatorConfig
-from aggregator.validation import validate_submission
-from common.errors import InvalidObservationError, OracleError
-from common.exchanges import EXCHANGES
+from aggregator.validation import validate_exchange, validate_submission
+from common.errors import OracleError
 from common.logsetup import get_logger
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import MINUTE, Clock, format_minute
@@ -222,11 +221,7 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         return response
 
     def _exchange_answer(self, source: str, active: int, now: float) -> oracle_pb2.GetPriceResponse:
-        if source not in EXCHANGES:
-            raise InvalidObservationError(
-                "source_filter",
-                f"unknown exchange {source!r}; expected one of {', '.join(EXCHANGES)}",
-            )
+        validate_exchange(source, field="source_filter")
         label = _label(self._config)
         response = oracle_pb2.GetPriceResponse(active_nodes=active, simulated=self._config.simulate)
         price = self._book.exchange_price(source, now)

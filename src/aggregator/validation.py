@@ -61,7 +61,7 @@ def validate_submission(
     """The request as an Observation; raises InvalidObservationError or PreconditionError."""
     price = _validate_price(request.price, config)
     node_id = _validate_node_id(request.node_id)
-    source = _validate_source(request.source)
+    source = validate_exchange(request.source, field="source")
     quote = request.quote or DEFAULT_QUOTE[source]
     if quote not in QUOTES:
         raise InvalidObservationError(
@@ -110,16 +110,17 @@ def _validate_node_id(node_id: str) -> str:
     return node_id
 
 
-def _validate_source(source: str) -> str:
-    if not source:
-        raise InvalidObservationError("source", "must not be empty")
-    if len(source) > MAX_ID_LENGTH:
-        raise InvalidObservationError("source", f"longer than {MAX_ID_LENGTH} characters")
-    if source not in EXCHANGES:
+def validate_exchange(name: str, *, field: str) -> str:
+    """An exchange name as sent in `field` (a submission's source, a reader's source_filter)."""
+    if not name:
+        raise InvalidObservationError(field, "must not be empty")
+    if len(name) > MAX_ID_LENGTH:
+        raise InvalidObservationError(field, f"longer than {MAX_ID_LENGTH} characters")
+    if name not in EXCHANGES:
         raise InvalidObservationError(
-            "source", f"unknown exchange {source!r}; expected one of {', '.join(EXCHANGES)}"
+            field, f"unknown exchange {name!r}; expected one of {', '.join(EXCHANGES)}"
         )
-    return source
+    return name
 
 
 def _validate_minute(timestamp: int, config: AggregatorConfig, now: float) -> int:
