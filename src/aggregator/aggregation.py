@@ -18,9 +18,8 @@ from common.timeutil import MINUTE
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """One node's report of one exchange's close for one minute, as stored."""
+    """One node's report of one exchange's close for one minute, stored under its node id."""
 
-    node_id: str
     price: Decimal
     quote: str
     received_at: float

@@ -167,7 +167,7 @@ class Book:
         self._touch_node(observation, now)
         self._last_update = max(self._last_update, now)
 
-        report = Report(observation.node_id, observation.price, observation.quote, now)
+        report = Report(observation.price, observation.quote, now)
         by_minute = self._reports.setdefault(observation.exchange, {})
         minute_reports = by_minute.setdefault(observation.minute, {})
         first_reporter = next(iter(minute_reports)) if len(minute_reports) == 1 else None

@@ -40,9 +40,9 @@ def test_mean_of_one_price_per_exchange():
 
 def test_nodes_of_one_exchange_are_combined_by_median_and_count_once():
     reports = {
-        "b3": Report("b3", Decimal("900"), "USDT", 2.0),
-        "b1": Report("b1", Decimal("100"), "USDT", 1.0),
-        "b2": Report("b2", Decimal("102"), "USDT", 3.0),
+        "b3": Report(Decimal("900"), "USDT", 2.0),
+        "b1": Report(Decimal("100"), "USDT", 1.0),
+        "b2": Report(Decimal("102"), "USDT", 3.0),
     }
     combined = combine_reports("binance", MINUTE_0, reports)
     assert combined.price == Decimal("102")
