@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ("oracle_pb2.py", "oracle_pb2.pyi", "oracle_pb2_grpc.py", "oracle_pb2_grpc.pyi")
+SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 
 def test_committed_bindings_match_proto(tmp_path: Path) -> None:
@@ -15,9 +15,14 @@ def test_committed_bindings_match_proto(tmp_path: Path) -> None:
         capture_output=True,
         env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
     )
-    for name in GENERATED:
+    protos = sorted(path.stem for path in (ROOT / "proto").glob("*.proto"))
+    assert "oracle" in protos
+    expected = {f"{stem}{suffix}" for stem in protos for suffix in SUFFIXES}
+    committed_dir = ROOT / "src" / "common" / "proto"
+    committed = {path.name for path in committed_dir.glob("*_pb2*.py*")}
+    assert committed == expected, "src/common/proto holds bindings of no proto, or misses some"
+    for name in sorted(expected):
         fresh = (tmp_path / "common" / "proto" / name).read_bytes()
-        committed = (ROOT / "src" / "common" / "proto" / name).read_bytes()
-        assert fresh == committed, (
-            f"src/common/proto/{name} is stale against proto/oracle.proto: run scripts/gen_proto.sh"
+        assert fresh == (committed_dir / name).read_bytes(), (
+            f"src/common/proto/{name} is stale against proto/: run scripts/gen_proto.sh"
         )

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ommon/proto/oracle.proto\x12\x06oracle\"\xa9\x01\n\x0cPriceRequest\x12\r\n\x05price\x18\x01 \x01(\x01\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x16\n\tsignature\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05quote\x18\x06 \x01(\t\x12\x11\n\tsimulated\x18\x07 \x01(\x08\x12\x0e\n\x06symbol\x18\x08 \x01(\tB\x0c\n\n_signature\"\xba\x01\n\rPriceResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1d\n\x10\x61ggregated_price\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\ttimestamp\x18\x04 \x01(\x04\x12\x18\n\x10\x61ggregate_minute\x18\x05 \x01(\x04\x12\x13\n\x0b\x64\x61ta_points\x18\x06 \x01(\r\x12\x11\n\tduplicate\x18\x07 \x01(\x08\x42\x13\n\x11_aggregated_price\"o\n\x15\x41ggregatedPriceUpdate\x12\x18\n\x10\x61ggregated_price\x18\x01 \x01(\x01\x12\x13\n\x0b\x64\x61ta_points\x18\x02 \x01(\r\x12\x11\n\ttimestamp\x18\x03 \x01(\x04\x12\x14\n\x0c\x61\x63tive_nodes\x18\x04 \x03(\t\" \n\rHealthRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\xc2\x01\n\x0eHealthResponse\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x14\n\x0c\x61\x63tive_nodes\x18\x03 \x01(\r\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x04\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x17\n\x0f\x66resh_exchanges\x18\x07 \x01(\r\x12\x11\n\tsimulated\x18\x08 \x01(\x08\x12\x10\n\x08\x64raining\x18\t \x01(\x08\"\xa2\x01\n\rConfigRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1b\n\x0e\x66\x65tch_interval\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x07timeout\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1b\n\x0e\x61ggregator_url\x18\x04 \x01(\tH\x02\x88\x01\x01\x42\x11\n\x0f_fetch_intervalB\n\n\x08_timeoutB\x11\n\x0f_aggregator_url\"2\n\x0e\x43onfigResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"?\n\x0fGetPriceRequest\x12\x1a\n\rsource_filter\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_source_filter\"\xff\x01\n\x10GetPriceResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x18\n\x10\x61ggregated_price\x18\x02 \x01(\x01\x12\x13\n\x0b\x64\x61ta_points\x18\x03 \x01(\r\x12\x13\n\x0blast_update\x18\x04 \x01(\x04\x12-\n\rrecent_prices\x18\x05 \x03(\x0b\x32\x16.oracle.PriceDataPoint\x12\x18\n\x10\x61ggregate_minute\x18\x06 \x01(\x04\x12\x14\n\x0c\x61\x63tive_nodes\x18\x07 \x01(\r\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x11\n\tsimulated\x18\t \x01(\x08\x12\x13\n\x0b\x61ge_seconds\x18\n \x01(\x04\"\x8b\x01\n\x0ePriceDataPoint\x12\r\n\x05price\x18\x01 \x01(\x01\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\r\n\x05quote\x18\x05 \x01(\t\x12\x12\n\nnode_count\x18\x06 \x01(\r\x12\x13\n\x0breceived_at\x18\x07 \x01(\x04\"\x8b\x01\n\tErrorInfo\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12/\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x1e.oracle.ErrorInfo.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xda\x02\n\rOracleService\x12:\n\x0bSubmitPrice\x12\x14.oracle.PriceRequest\x1a\x15.oracle.PriceResponse\x12G\n\x0cStreamPrices\x12\x14.oracle.PriceRequest\x1a\x1d.oracle.AggregatedPriceUpdate(\x01\x30\x01\x12<\n\x0bHealthCheck\x12\x15.oracle.HealthRequest\x1a\x16.oracle.HealthResponse\x12=\n\x0cUpdateConfig\x12\x15.oracle.ConfigRequest\x1a\x16.oracle.ConfigResponse\x12G\n\x12GetAggregatedPrice\x12\x17.oracle.GetPriceRequest\x1a\x18.oracle.GetPriceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ommon/proto/oracle.proto\x12\x06oracle\"\xee\x01\n\x0cPriceRequest\x12\r\n\x05price\x18\x01 \x01(\x01\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x16\n\tsignature\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05quote\x18\x06 \x01(\t\x12\x11\n\tsimulated\x18\x07 \x01(\x08\x12\x0e\n\x06symbol\x18\x08 \x01(\t\x12\x10\n\x08price_e8\x18\t \x01(\x04\x12\x1d\n\x15observation_signature\x18\n \x01(\x0c\x12\x12\n\npublic_key\x18\x0b \x01(\x0c\x42\x0c\n\n_signature\"\xba\x01\n\rPriceResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1d\n\x10\x61ggregated_price\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\ttimestamp\x18\x04 \x01(\x04\x12\x18\n\x10\x61ggregate_minute\x18\x05 \x01(\x04\x12\x13\n\x0b\x64\x61ta_points\x18\x06 \x01(\r\x12\x11\n\tduplicate\x18\x07 \x01(\x08\x42\x13\n\x11_aggregated_price\"\x99\x02\n\x15\x41ggregatedPriceUpdate\x12\x18\n\x10\x61ggregated_price\x18\x01 \x01(\x01\x12\x13\n\x0b\x64\x61ta_points\x18\x02 \x01(\r\x12\x11\n\ttimestamp\x18\x03 \x01(\x04\x12\x14\n\x0c\x61\x63tive_nodes\x18\x04 \x03(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x06 \x01(\r\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x11\n\tduplicate\x18\x08 \x01(\x08\x12\x18\n\x10\x61ggregate_minute\x18\t \x01(\x04\x12#\n\x06status\x18\n \x01(\x0e\x32\x13.oracle.PriceStatus\x12\x12\n\nconfidence\x18\x0b \x01(\x01\x12\x11\n\tsimulated\x18\x0c \x01(\x08\" \n\rHealthRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\xe7\x01\n\x0eHealthResponse\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x14\n\x0c\x61\x63tive_nodes\x18\x03 \x01(\r\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x04\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x17\n\x0f\x66resh_exchanges\x18\x07 \x01(\r\x12\x11\n\tsimulated\x18\x08 \x01(\x08\x12\x10\n\x08\x64raining\x18\t \x01(\x08\x12#\n\x06status\x18\n \x01(\x0e\x32\x13.oracle.PriceStatus\"\xa2\x01\n\rConfigRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1b\n\x0e\x66\x65tch_interval\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x07timeout\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1b\n\x0e\x61ggregator_url\x18\x04 \x01(\tH\x02\x88\x01\x01\x42\x11\n\x0f_fetch_intervalB\n\n\x08_timeoutB\x11\n\x0f_aggregator_url\"2\n\x0e\x43onfigResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"?\n\x0fGetPriceRequest\x12\x1a\n\rsource_filter\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_source_filter\"\x90\x04\n\x10GetPriceResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x18\n\x10\x61ggregated_price\x18\x02 \x01(\x01\x12\x13\n\x0b\x64\x61ta_points\x18\x03 \x01(\r\x12\x13\n\x0blast_update\x18\x04 \x01(\x04\x12-\n\rrecent_prices\x18\x05 \x03(\x0b\x32\x16.oracle.PriceDataPoint\x12\x18\n\x10\x61ggregate_minute\x18\x06 \x01(\x04\x12\x14\n\x0c\x61\x63tive_nodes\x18\x07 \x01(\r\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x11\n\tsimulated\x18\t \x01(\x08\x12\x13\n\x0b\x61ge_seconds\x18\n \x01(\x04\x12#\n\x06status\x18\x0b \x01(\x0e\x32\x13.oracle.PriceStatus\x12\x12\n\nconfidence\x18\x0c \x01(\x01\x12)\n\x06method\x18\r \x01(\x0e\x32\x19.oracle.AggregationMethod\x12$\n\x08\x65xcluded\x18\x0e \x03(\x0b\x32\x12.oracle.RoundInput\x12\x16\n\x0eusdt_converted\x18\x0f \x01(\x08\x12\x15\n\rusdt_usd_rate\x18\x10 \x01(\x01\x12\x13\n\x0busdt_at_par\x18\x11 \x01(\x08\x12\r\n\x05\x66inal\x18\x12 \x01(\x08\x12\x1b\n\x13\x61ggregated_price_e8\x18\x13 \x01(\x04\x12\x15\n\rconfidence_e8\x18\x14 \x01(\x04\"\xc3\x01\n\x0ePriceDataPoint\x12\r\n\x05price\x18\x01 \x01(\x01\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\r\n\x05quote\x18\x05 \x01(\t\x12\x12\n\nnode_count\x18\x06 \x01(\r\x12\x13\n\x0breceived_at\x18\x07 \x01(\x04\x12\x10\n\x08price_e8\x18\x08 \x01(\x04\x12\x11\n\tusd_price\x18\t \x01(\x01\x12\x11\n\tdeviation\x18\n \x01(\x01\"\xf9\x01\n\nRoundInput\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x10\n\x08price_e8\x18\x03 \x01(\x04\x12\r\n\x05quote\x18\x04 \x01(\t\x12\x11\n\tusd_price\x18\x05 \x01(\x01\x12\x14\n\x0cusd_price_e8\x18\x06 \x01(\x04\x12\x0e\n\x06minute\x18\x07 \x01(\x04\x12-\n\x0cobservations\x18\x08 \x03(\x0b\x32\x17.oracle.NodeObservation\x12\x11\n\tdeviation\x18\t \x01(\x01\x12\x17\n\x0f\x65xcluded_reason\x18\n \x01(\t\x12\x17\n\x0f\x65xcluded_detail\x18\x0b \x01(\t\"\xa1\x01\n\x0fNodeObservation\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x10\n\x08price_e8\x18\x03 \x01(\x04\x12\r\n\x05quote\x18\x04 \x01(\t\x12\x0e\n\x06symbol\x18\x05 \x01(\t\x12\x16\n\x0ereceived_at_ms\x18\x06 \x01(\x04\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x12\n\npublic_key\x18\x08 \x01(\x0c\"\xeb\x03\n\x05Round\x12\x0e\n\x06minute\x18\x01 \x01(\x04\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.oracle.PriceStatus\x12\r\n\x05price\x18\x03 \x01(\x01\x12\x10\n\x08price_e8\x18\x04 \x01(\x04\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12\x15\n\rconfidence_e8\x18\x06 \x01(\x04\x12)\n\x06method\x18\x07 \x01(\x0e\x32\x19.oracle.AggregationMethod\x12\"\n\x06inputs\x18\x08 \x03(\x0b\x32\x12.oracle.RoundInput\x12$\n\x08\x65xcluded\x18\t \x03(\x0b\x32\x12.oracle.RoundInput\x12\x0e\n\x06\x63losed\x18\n \x01(\x08\x12\x14\n\x0c\x63losed_at_ms\x18\x0b \x01(\x04\x12.\n\x0c\x63lose_reason\x18\x0c \x01(\x0e\x32\x18.oracle.RoundCloseReason\x12\x11\n\tsimulated\x18\r \x01(\x08\x12\x16\n\x0eusdt_converted\x18\x0e \x01(\x08\x12\x15\n\rusdt_usd_rate\x18\x0f \x01(\x01\x12\x13\n\x0busdt_at_par\x18\x10 \x01(\x08\x12\x14\n\x0clate_reports\x18\x11 \x01(\r\x12\x18\n\x10\x65xpected_sources\x18\x12 \x03(\t\x12\x0f\n\x07message\x18\x13 \x01(\t\"!\n\x0fGetRoundRequest\x12\x0e\n\x06minute\x18\x01 \x01(\x04\"c\n\x16GetPriceHistoryRequest\x12\x13\n\x0b\x66rom_minute\x18\x01 \x01(\x04\x12\x11\n\tto_minute\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"Q\n\x17GetPriceHistoryResponse\x12\x1d\n\x06rounds\x18\x01 \x03(\x0b\x32\r.oracle.Round\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"@\n\x10SubscribeRequest\x12\x1a\n\rsource_filter\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_source_filter\"\x8a\x01\n\x0bPriceUpdate\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x04\x12)\n\x05price\x18\x03 \x01(\x0b\x32\x18.oracle.GetPriceResponseH\x00\x12\x1e\n\x05round\x18\x04 \x01(\x0b\x32\r.oracle.RoundH\x00\x42\x08\n\x06update\"\x8b\x01\n\tErrorInfo\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12/\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x1e.oracle.ErrorInfo.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*u\n\x0bPriceStatus\x12\x1c\n\x18PRICE_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRICE_STATUS_OK\x10\x01\x12\x19\n\x15PRICE_STATUS_DEGRADED\x10\x02\x12\x18\n\x14PRICE_STATUS_UNKNOWN\x10\x03*s\n\x11\x41ggregationMethod\x12\"\n\x1e\x41GGREGATION_METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41GGREGATION_METHOD_MEAN\x10\x01\x12\x1d\n\x19\x41GGREGATION_METHOD_MEDIAN\x10\x02*|\n\x10RoundCloseReason\x12\"\n\x1eROUND_CLOSE_REASON_UNSPECIFIED\x10\x00\x12#\n\x1fROUND_CLOSE_REASON_ALL_REPORTED\x10\x01\x12\x1f\n\x1bROUND_CLOSE_REASON_DEADLINE\x10\x02\x32\xa6\x04\n\rOracleService\x12:\n\x0bSubmitPrice\x12\x14.oracle.PriceRequest\x1a\x15.oracle.PriceResponse\x12G\n\x0cStreamPrices\x12\x14.oracle.PriceRequest\x1a\x1d.oracle.AggregatedPriceUpdate(\x01\x30\x01\x12<\n\x0bHealthCheck\x12\x15.oracle.HealthRequest\x1a\x16.oracle.HealthResponse\x12=\n\x0cUpdateConfig\x12\x15.oracle.ConfigRequest\x1a\x16.oracle.ConfigResponse\x12G\n\x12GetAggregatedPrice\x12\x17.oracle.GetPriceRequest\x1a\x18.oracle.GetPriceResponse\x12\x32\n\x08GetRound\x12\x17.oracle.GetRoundRequest\x1a\r.oracle.Round\x12R\n\x0fGetPriceHistory\x12\x1e.oracle.GetPriceHistoryRequest\x1a\x1f.oracle.GetPriceHistoryResponse\x12\x42\n\x0fSubscribePrices\x12\x18.oracle.SubscribeRequest\x1a\x13.oracle.PriceUpdate0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,30 +33,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORINFO_DETAILSENTRY']._loaded_options = None
   _globals['_ERRORINFO_DETAILSENTRY']._serialized_options = b'8\001'
+  _globals['_PRICESTATUS']._serialized_start=3508
+  _globals['_PRICESTATUS']._serialized_end=3625
+  _globals['_AGGREGATIONMETHOD']._serialized_start=3627
+  _globals['_AGGREGATIONMETHOD']._serialized_end=3742
+  _globals['_ROUNDCLOSEREASON']._serialized_start=3744
+  _globals['_ROUNDCLOSEREASON']._serialized_end=3868
   _globals['_PRICEREQUEST']._serialized_start=38
-  _globals['_PRICEREQUEST']._serialized_end=207
-  _globals['_PRICERESPONSE']._serialized_start=210
-  _globals['_PRICERESPONSE']._serialized_end=396
-  _globals['_AGGREGATEDPRICEUPDATE']._serialized_start=398
-  _globals['_AGGREGATEDPRICEUPDATE']._serialized_end=509
-  _globals['_HEALTHREQUEST']._serialized_start=511
-  _globals['_HEALTHREQUEST']._serialized_end=543
-  _globals['_HEALTHRESPONSE']._serialized_start=546
-  _globals['_HEALTHRESPONSE']._serialized_end=740
-  _globals['_CONFIGREQUEST']._serialized_start=743
-  _globals['_CONFIGREQUEST']._serialized_end=905
-  _globals['_CONFIGRESPONSE']._serialized_start=907
-  _globals['_CONFIGRESPONSE']._serialized_end=957
-  _globals['_GETPRICEREQUEST']._serialized_start=959
-  _globals['_GETPRICEREQUEST']._serialized_end=1022
-  _globals['_GETPRICERESPONSE']._serialized_start=1025
-  _globals['_GETPRICERESPONSE']._serialized_end=1280
-  _globals['_PRICEDATAPOINT']._serialized_start=1283
-  _globals['_PRICEDATAPOINT']._serialized_end=1422
-  _globals['_ERRORINFO']._serialized_start=1425
-  _globals['_ERRORINFO']._serialized_end=1564
-  _globals['_ERRORINFO_DETAILSENTRY']._serialized_start=1518
-  _globals['_ERRORINFO_DETAILSENTRY']._serialized_end=1564
-  _globals['_ORACLESERVICE']._serialized_start=1567
-  _globals['_ORACLESERVICE']._serialized_end=1913
+  _globals['_PRICEREQUEST']._serialized_end=276
+  _globals['_PRICERESPONSE']._serialized_start=279
+  _globals['_PRICERESPONSE']._serialized_end=465
+  _globals['_AGGREGATEDPRICEUPDATE']._serialized_start=468
+  _globals['_AGGREGATEDPRICEUPDATE']._serialized_end=749
+  _globals['_HEALTHREQUEST']._serialized_start=751
+  _globals['_HEALTHREQUEST']._serialized_end=783
+  _globals['_HEALTHRESPONSE']._serialized_start=786
+  _globals['_HEALTHRESPONSE']._serialized_end=1017
+  _globals['_CONFIGREQUEST']._serialized_start=1020
+  _globals['_CONFIGREQUEST']._serialized_end=1182
+  _globals['_CONFIGRESPONSE']._serialized_start=1184
+  _globals['_CONFIGRESPONSE']._serialized_end=1234
+  _globals['_GETPRICEREQUEST']._serialized_start=1236
+  _globals['_GETPRICEREQUEST']._serialized_end=1299
+  _globals['_GETPRICERESPONSE']._serialized_start=1302
+  _globals['_GETPRICERESPONSE']._serialized_end=1830
+  _globals['_PRICEDATAPOINT']._serialized_start=1833
+  _globals['_PRICEDATAPOINT']._serialized_end=2028
+  _globals['_ROUNDINPUT']._serialized_start=2031
+  _globals['_ROUNDINPUT']._serialized_end=2280
+  _globals['_NODEOBSERVATION']._serialized_start=2283
+  _globals['_NODEOBSERVATION']._serialized_end=2444
+  _globals['_ROUND']._serialized_start=2447
+  _globals['_ROUND']._serialized_end=2938
+  _globals['_GETROUNDREQUEST']._serialized_start=2940
+  _globals['_GETROUNDREQUEST']._serialized_end=2973
+  _globals['_GETPRICEHISTORYREQUEST']._serialized_start=2975
+  _globals['_GETPRICEHISTORYREQUEST']._serialized_end=3074
+  _globals['_GETPRICEHISTORYRESPONSE']._serialized_start=3076
+  _globals['_GETPRICEHISTORYRESPONSE']._serialized_end=3157
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=3159
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=3223
+  _globals['_PRICEUPDATE']._serialized_start=3226
+  _globals['_PRICEUPDATE']._serialized_end=3364
+  _globals['_ERRORINFO']._serialized_start=3367
+  _globals['_ERRORINFO']._serialized_end=3506
+  _globals['_ERRORINFO_DETAILSENTRY']._serialized_start=3460
+  _globals['_ERRORINFO_DETAILSENTRY']._serialized_end=3506
+  _globals['_ORACLESERVICE']._serialized_start=3871
+  _globals['_ORACLESERVICE']._serialized_end=4421
 # @@protoc_insertion_point(module_scope)

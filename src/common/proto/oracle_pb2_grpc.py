@@ -59,6 +59,21 @@ class OracleServiceStub:
                 request_serializer=common_dot_proto_dot_oracle__pb2.GetPriceRequest.SerializeToString,
                 response_deserializer=common_dot_proto_dot_oracle__pb2.GetPriceResponse.FromString,
                 _registered_method=True)
+        self.GetRound = channel.unary_unary(
+                '/oracle.OracleService/GetRound',
+                request_serializer=common_dot_proto_dot_oracle__pb2.GetRoundRequest.SerializeToString,
+                response_deserializer=common_dot_proto_dot_oracle__pb2.Round.FromString,
+                _registered_method=True)
+        self.GetPriceHistory = channel.unary_unary(
+                '/oracle.OracleService/GetPriceHistory',
+                request_serializer=common_dot_proto_dot_oracle__pb2.GetPriceHistoryRequest.SerializeToString,
+                response_deserializer=common_dot_proto_dot_oracle__pb2.GetPriceHistoryResponse.FromString,
+                _registered_method=True)
+        self.SubscribePrices = channel.unary_stream(
+                '/oracle.OracleService/SubscribePrices',
+                request_serializer=common_dot_proto_dot_oracle__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=common_dot_proto_dot_oracle__pb2.PriceUpdate.FromString,
+                _registered_method=True)
 
 
 class OracleServiceServicer:
@@ -104,6 +119,31 @@ class OracleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRound(self, request, context):
+        """--- Added by this port (the original RPCs above are unchanged) ---
+
+        One closed (immutable) or still open round: its inputs, exclusions and their reasons.
+        NOT_FOUND when the aggregator has no round for that minute.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPriceHistory(self, request, context):
+        """Closed rounds, newest first, paginated. INVALID_ARGUMENT for a bad range, limit or token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubscribePrices(self, request, context):
+        """Read-only consumers: the current state at once, then an update on every change of the live
+        aggregate and on every round close. RESOURCE_EXHAUSTED past the subscriber limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OracleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +171,21 @@ def add_OracleServiceServicer_to_server(servicer, server):
                     servicer.GetAggregatedPrice,
                     request_deserializer=common_dot_proto_dot_oracle__pb2.GetPriceRequest.FromString,
                     response_serializer=common_dot_proto_dot_oracle__pb2.GetPriceResponse.SerializeToString,
+            ),
+            'GetRound': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRound,
+                    request_deserializer=common_dot_proto_dot_oracle__pb2.GetRoundRequest.FromString,
+                    response_serializer=common_dot_proto_dot_oracle__pb2.Round.SerializeToString,
+            ),
+            'GetPriceHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPriceHistory,
+                    request_deserializer=common_dot_proto_dot_oracle__pb2.GetPriceHistoryRequest.FromString,
+                    response_serializer=common_dot_proto_dot_oracle__pb2.GetPriceHistoryResponse.SerializeToString,
+            ),
+            'SubscribePrices': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribePrices,
+                    request_deserializer=common_dot_proto_dot_oracle__pb2.SubscribeRequest.FromString,
+                    response_serializer=common_dot_proto_dot_oracle__pb2.PriceUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +323,87 @@ class OracleService:
             '/oracle.OracleService/GetAggregatedPrice',
             common_dot_proto_dot_oracle__pb2.GetPriceRequest.SerializeToString,
             common_dot_proto_dot_oracle__pb2.GetPriceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRound(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oracle.OracleService/GetRound',
+            common_dot_proto_dot_oracle__pb2.GetRoundRequest.SerializeToString,
+            common_dot_proto_dot_oracle__pb2.Round.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPriceHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oracle.OracleService/GetPriceHistory',
+            common_dot_proto_dot_oracle__pb2.GetPriceHistoryRequest.SerializeToString,
+            common_dot_proto_dot_oracle__pb2.GetPriceHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribePrices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/oracle.OracleService/SubscribePrices',
+            common_dot_proto_dot_oracle__pb2.SubscribeRequest.SerializeToString,
+            common_dot_proto_dot_oracle__pb2.PriceUpdate.FromString,
             options,
             channel_credentials,
             insecure,

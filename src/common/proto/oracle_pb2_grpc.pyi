@@ -60,6 +60,18 @@ class OracleServiceStub:
     """Declared by the original as a stub; answers UNIMPLEMENTED (never a fake success)."""
     GetAggregatedPrice: _grpc.UnaryUnaryMultiCallable[_oracle_pb2.GetPriceRequest, _oracle_pb2.GetPriceResponse]
     """The current aggregate (or, with source_filter, one exchange's latest price)."""
+    GetRound: _grpc.UnaryUnaryMultiCallable[_oracle_pb2.GetRoundRequest, _oracle_pb2.Round]
+    """--- Added by this port (the original RPCs above are unchanged) ---
+
+    One closed (immutable) or still open round: its inputs, exclusions and their reasons.
+    NOT_FOUND when the aggregator has no round for that minute.
+    """
+    GetPriceHistory: _grpc.UnaryUnaryMultiCallable[_oracle_pb2.GetPriceHistoryRequest, _oracle_pb2.GetPriceHistoryResponse]
+    """Closed rounds, newest first, paginated. INVALID_ARGUMENT for a bad range, limit or token."""
+    SubscribePrices: _grpc.UnaryStreamMultiCallable[_oracle_pb2.SubscribeRequest, _oracle_pb2.PriceUpdate]
+    """Read-only consumers: the current state at once, then an update on every change of the live
+    aggregate and on every round close. RESOURCE_EXHAUSTED past the subscriber limit.
+    """
 
 @_typing.type_check_only
 class OracleServiceAsyncStub(OracleServiceStub):
@@ -81,6 +93,18 @@ class OracleServiceAsyncStub(OracleServiceStub):
     """Declared by the original as a stub; answers UNIMPLEMENTED (never a fake success)."""
     GetAggregatedPrice: _aio.UnaryUnaryMultiCallable[_oracle_pb2.GetPriceRequest, _oracle_pb2.GetPriceResponse]  # type: ignore[assignment]
     """The current aggregate (or, with source_filter, one exchange's latest price)."""
+    GetRound: _aio.UnaryUnaryMultiCallable[_oracle_pb2.GetRoundRequest, _oracle_pb2.Round]  # type: ignore[assignment]
+    """--- Added by this port (the original RPCs above are unchanged) ---
+
+    One closed (immutable) or still open round: its inputs, exclusions and their reasons.
+    NOT_FOUND when the aggregator has no round for that minute.
+    """
+    GetPriceHistory: _aio.UnaryUnaryMultiCallable[_oracle_pb2.GetPriceHistoryRequest, _oracle_pb2.GetPriceHistoryResponse]  # type: ignore[assignment]
+    """Closed rounds, newest first, paginated. INVALID_ARGUMENT for a bad range, limit or token."""
+    SubscribePrices: _aio.UnaryStreamMultiCallable[_oracle_pb2.SubscribeRequest, _oracle_pb2.PriceUpdate]  # type: ignore[assignment]
+    """Read-only consumers: the current state at once, then an update on every change of the live
+    aggregate and on every round close. RESOURCE_EXHAUSTED past the subscriber limit.
+    """
 
 class OracleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -129,5 +153,35 @@ class OracleServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_oracle_pb2.GetPriceResponse, _abc.Awaitable[_oracle_pb2.GetPriceResponse]]:
         """The current aggregate (or, with source_filter, one exchange's latest price)."""
+
+    @_abc_1.abstractmethod
+    def GetRound(
+        self,
+        request: _oracle_pb2.GetRoundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_oracle_pb2.Round, _abc.Awaitable[_oracle_pb2.Round]]:
+        """--- Added by this port (the original RPCs above are unchanged) ---
+
+        One closed (immutable) or still open round: its inputs, exclusions and their reasons.
+        NOT_FOUND when the aggregator has no round for that minute.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPriceHistory(
+        self,
+        request: _oracle_pb2.GetPriceHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_oracle_pb2.GetPriceHistoryResponse, _abc.Awaitable[_oracle_pb2.GetPriceHistoryResponse]]:
+        """Closed rounds, newest first, paginated. INVALID_ARGUMENT for a bad range, limit or token."""
+
+    @_abc_1.abstractmethod
+    def SubscribePrices(
+        self,
+        request: _oracle_pb2.SubscribeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_oracle_pb2.PriceUpdate], _abc.AsyncIterator[_oracle_pb2.PriceUpdate]]:
+        """Read-only consumers: the current state at once, then an update on every change of the live
+        aggregate and on every round close. RESOURCE_EXHAUSTED past the subscriber limit.
+        """
 
 def add_OracleServiceServicer_to_server(servicer: OracleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
