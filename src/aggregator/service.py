@@ -312,6 +312,24 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             context, "UpdateConfig", "change the node's TOML config and restart the node"
         )
 
+    # -- declared in the contract, built by the rounds and streaming work ----------------------
+
+    async def GetRound(
+        self, request: oracle_pb2.GetRoundRequest, context: _Context
+    ) -> oracle_pb2.Round:
+        await _unimplemented(context, "GetRound", "poll GetAggregatedPrice instead")
+
+    async def GetPriceHistory(
+        self, request: oracle_pb2.GetPriceHistoryRequest, context: _Context
+    ) -> oracle_pb2.GetPriceHistoryResponse:
+        await _unimplemented(context, "GetPriceHistory", "poll GetAggregatedPrice instead")
+
+    async def SubscribePrices(
+        self, request: oracle_pb2.SubscribeRequest, context: _Context
+    ) -> AsyncIterator[oracle_pb2.PriceUpdate]:
+        await _unimplemented(context, "SubscribePrices", "poll GetAggregatedPrice instead")
+        yield oracle_pb2.PriceUpdate()  # pragma: no cover (abort raised)
+
 
 async def _unimplemented(context: _Context, rpc: str, hint: str) -> NoReturn:
     await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented yet; {hint}")
