@@ -37,7 +37,7 @@ ROUND_CLOSE_REASON_ALL_REPORTED: RoundCloseReason
 ROUND_CLOSE_REASON_DEADLINE: RoundCloseReason
 
 class PriceRequest(_message.Message):
-    __slots__ = ("price", "timestamp", "source", "node_id", "signature", "quote", "simulated", "symbol", "price_e8", "observation_signature", "public_key")
+    __slots__ = ("price", "timestamp", "source", "node_id", "signature", "quote", "simulated", "symbol", "price_e8", "observation_signature", "public_key", "base")
     PRICE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class PriceRequest(_message.Message):
     PRICE_E8_FIELD_NUMBER: _ClassVar[int]
     OBSERVATION_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
     price: float
     timestamp: int
     source: str
@@ -60,7 +61,8 @@ class PriceRequest(_message.Message):
     price_e8: int
     observation_signature: bytes
     public_key: bytes
-    def __init__(self, price: _Optional[float] = ..., timestamp: _Optional[int] = ..., source: _Optional[str] = ..., node_id: _Optional[str] = ..., signature: _Optional[str] = ..., quote: _Optional[str] = ..., simulated: _Optional[bool] = ..., symbol: _Optional[str] = ..., price_e8: _Optional[int] = ..., observation_signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+    base: str
+    def __init__(self, price: _Optional[float] = ..., timestamp: _Optional[int] = ..., source: _Optional[str] = ..., node_id: _Optional[str] = ..., signature: _Optional[str] = ..., quote: _Optional[str] = ..., simulated: _Optional[bool] = ..., symbol: _Optional[str] = ..., price_e8: _Optional[int] = ..., observation_signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., base: _Optional[str] = ...) -> None: ...
 
 class PriceResponse(_message.Message):
     __slots__ = ("success", "message", "aggregated_price", "timestamp", "aggregate_minute", "data_points", "duplicate")
