@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import os
 import signal
 import sys
@@ -183,6 +184,13 @@ def _write_port_file(path: Path, port: int) -> None:
 )
 @click.option("--freeze", multiple=True, metavar="VENUE", help="VENUE's price stops moving.")
 @click.option(
+    "--fault",
+    "fault_json",
+    multiple=True,
+    metavar="JSON",
+    help='Any fault as POST /_sim/faults takes it, e.g. \'{"venue":"kraken","drip":{}}\'.',
+)
+@click.option(
     "--jump",
     multiple=True,
     metavar="VENUE:PERCENT",
@@ -213,6 +221,7 @@ def main(
     slow: tuple[str, ...],
     malformed: tuple[str, ...],
     freeze: tuple[str, ...],
+    fault_json: tuple[str, ...],
     jump: tuple[str, ...],
     log_file: Path | None,
     log_level: str,
@@ -226,6 +235,11 @@ def main(
     configure_logging(log_level, log_file, service="exchange-sim")
     log = sim_logger()
     specs = fault_specs_from_flags(rate_limit, http_5xx, slow, malformed, freeze, jump)
+    for raw in fault_json:
+        try:
+            specs.append(json.loads(raw))
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"{raw!r} is not JSON ({exc})", param_hint="--fault") from None
     try:
         base_price = Decimal(price)
         config = SimConfig(
