@@ -78,9 +78,11 @@ def _response(
         ("Content-Length", str(len(answer.body))),
         *answer.headers,
     ]
-    if stream is not None:
-        return httpx.Response(answer.status, headers=headers, stream=stream)
-    return httpx.Response(answer.status, headers=headers, content=answer.body)
+    # A stream, not `content=`: httpx reads `content` at once (and undoes its Content-Encoding),
+    # which would hide from a client what the wire carried, e.g. a gzip bomb.
+    return httpx.Response(
+        answer.status, headers=headers, stream=stream or httpx.ByteStream(answer.body)
+    )
 
 
 class _AsyncDrip(httpx.AsyncByteStream):

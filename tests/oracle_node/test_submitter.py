@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from oracle_node.candle import Candle
 from oracle_node.submitter import Observation, Submitter
+from tests.oracle_node.aggregators import FakeAggregator
 
 T0 = 1_800_000_000 - 1_800_000_000 % 60
 
@@ -21,46 +22,6 @@ def observation(minute: int, close: str = "100000.5") -> Observation:
     price = Decimal(close)
     candle = Candle("coinbase", "BTC-USD", "USD", minute, price, price, price, price)
     return Observation(candle=candle, collected_at=minute + 60.2)
-
-
-class RecordingServicer(oracle_pb2_grpc.OracleServiceServicer):
-    """Stores what it is sent; `refuse` makes SubmitPrice abort with that status instead."""
-
-    def __init__(self) -> None:
-        self.received: list[oracle_pb2.PriceRequest] = []
-        self.refuse: grpc.StatusCode | None = None
-        self.success = True
-
-    async def SubmitPrice(
-        self, request: oracle_pb2.PriceRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> oracle_pb2.PriceResponse:
-        if self.refuse is not None:
-            await context.abort(self.refuse, "refused by the test")
-        self.received.append(request)
-        return oracle_pb2.PriceResponse(success=self.success, message="Price data received")
-
-    async def HealthCheck(
-        self, request: oracle_pb2.HealthRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> oracle_pb2.HealthResponse:
-        return oracle_pb2.HealthResponse(healthy=True, version="test", simulated=False)
-
-
-class FakeAggregator:
-    def __init__(self) -> None:
-        self.servicer = RecordingServicer()
-        self.port = 0
-        self.server: grpc.aio.Server | None = None
-
-    async def start(self) -> None:
-        self.server = grpc.aio.server()
-        oracle_pb2_grpc.add_OracleServiceServicer_to_server(self.servicer, self.server)
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{self.port}")
-        await self.server.start()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop(grace=None)
-            self.server = None
 
 
 @pytest.fixture

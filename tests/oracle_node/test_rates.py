@@ -1,0 +1,222 @@
+"""The USDT/USD rate a node collects after its BTC candle: what is sent, and what it can never cost.
+
+Against the exchange simulator (Kraken USDTUSD, Coinbase USDT-USD in their real formats) and a
+recording aggregator, on a fake clock: the rate goes out as a second observation of the same
+minute with base USDT and quote USD; the BTC price is delivered before the rate is even asked for;
+a rate that fails, hangs or is out of bounds costs the rate, never the BTC minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from common.errors import ConfigError
+from oracle_node.config import Overrides, load_config
+from oracle_node.fetcher import CandleFetcher
+from oracle_node.node import OracleNode
+from oracle_node.rates import DEFAULT_USDT_RATE_SYMBOL, usdt_rate_symbol
+from oracle_node.scheduler import MinuteScheduler, Tick
+from oracle_node.submitter import Submitter
+from tests.oracle_node.aggregators import FakeAggregator
+from tests.oracle_node.fakes import SIM_URL, FakeClock, Simulator
+
+T0 = 1_800_000_000 - 1_800_000_000 % 60
+
+
+class RateFailing(httpx.AsyncBaseTransport):
+    """The simulator, except that requests for the USDT pair fail as `answer` says."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, answer: str) -> None:
+        self.inner = inner
+        self.answer = answer
+        self.hung = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if "USDT" not in str(request.url):
+            return await self.inner.handle_async_request(request)
+        if self.answer == "refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        self.hung += 1
+        await _forever()
+        raise AssertionError("unreachable")
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
+@pytest.fixture
+async def aggregator() -> AsyncIterator[FakeAggregator]:
+    fake = FakeAggregator(simulated=True)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def make_node(
+    venue: str,
+    port: int,
+    clock: FakeClock,
+    client: httpx.AsyncClient,
+    *,
+    config_path: Path | None = None,
+) -> tuple[OracleNode, Submitter]:
+    config = load_config(
+        config_path,
+        Overrides(
+            exchange=venue,
+            node_id=f"{venue}-node",
+            aggregator_url=f"127.0.0.1:{port}",
+            api_url=SIM_URL,
+            simulate=True,
+        ),
+    )
+    fetcher = CandleFetcher(client, config.exchange, simulate=True, clock=clock, sleep=clock.sleep)
+    submitter = Submitter(
+        config.aggregator_target, config.node_id, simulated=True, call_timeout=2.0, retries=0
+    )
+    scheduler = MinuteScheduler(clock=clock, sleep=clock.sleep)
+    return OracleNode(config, fetcher, submitter, scheduler, clock=clock), submitter
+
+
+def tick_at(clock: FakeClock, boundary: int) -> Tick:
+    clock.now = boundary + 0.3
+    return Tick(boundary=boundary, minute=boundary - 60, due=boundary)
+
+
+@pytest.mark.parametrize(("venue", "symbol"), [("kraken", "USDTUSD"), ("coinbase", "USDT-USD")])
+async def test_the_rate_goes_out_after_the_btc_price_for_the_same_minute(
+    venue: str, symbol: str, aggregator: FakeAggregator
+) -> None:
+    clock = FakeClock(T0 + 30)
+    sim = Simulator(clock)
+    async with sim.client() as client:
+        node, submitter = make_node(venue, aggregator.port, clock, client)
+        try:
+            with capture_logs() as logs:
+                candle = await node.collect(tick_at(clock, T0 + 60))
+        finally:
+            await submitter.close()
+    assert candle is not None
+    btc, rate = aggregator.servicer.received
+    assert (btc.base, btc.timestamp, btc.source) == ("BTC", T0, venue)
+    assert Decimal(str(btc.price)) == sim.close(venue, T0)
+    assert (rate.base, rate.quote, rate.symbol) == ("USDT", "USD", symbol)
+    assert (rate.timestamp, rate.source, rate.node_id) == (T0, venue, f"{venue}-node")
+    assert rate.simulated
+    assert Decimal(str(rate.price)) == sim.close(venue, T0, asset="USDT")
+    assert Decimal("0.99") < Decimal(str(rate.price)) < Decimal("1.01")
+    events = [entry["event"] for entry in logs]
+    # The BTC price is delivered before the rate is asked for: a slow rate never delays it.
+    assert events.index("price_submitted") < events.index("rate_fetch_started")
+    assert events.index("rate_fetch_finished") < events.index("rate_submitted")
+
+
+async def test_a_binance_node_collects_no_rate_by_default(aggregator: FakeAggregator) -> None:
+    clock = FakeClock(T0 + 30)
+    sim = Simulator(clock)
+    async with sim.client() as client:
+        node, submitter = make_node("binance", aggregator.port, clock, client)
+        try:
+            await node.collect(tick_at(clock, T0 + 60))
+        finally:
+            await submitter.close()
+    assert [request.base for request in aggregator.servicer.received] == ["BTC"]
+    assert [request.url.params["symbol"] for request in sim.transport.requests] == ["BTCUSDT"]
+
+
+async def test_a_failing_rate_costs_the_rate_never_the_btc_minute(
+    aggregator: FakeAggregator,
+) -> None:
+    clock = FakeClock(T0 + 30)
+    sim = Simulator(clock)
+    async with httpx.AsyncClient(transport=RateFailing(sim.transport, "refused")) as client:
+        node, submitter = make_node("kraken", aggregator.port, clock, client)
+        try:
+            with capture_logs() as logs:
+                candle = await node.collect(tick_at(clock, T0 + 60))
+        finally:
+            await submitter.close()
+    assert candle is not None
+    assert [request.base for request in aggregator.servicer.received] == ["BTC"]
+    failed = [entry for entry in logs if entry["event"] == "rate_fetch_failed"]
+    assert len(failed) == 1
+    assert "cannot reach Kraken" in failed[0]["error"]
+    assert failed[0]["symbol"] == "USDTUSD"
+    assert "cycle_failed" not in {entry["event"] for entry in logs}
+
+
+async def test_a_hanging_rate_is_cut_off_by_the_total_deadline(
+    aggregator: FakeAggregator, tmp_path: Path
+) -> None:
+    # Each rate request never answers; every attempt is bounded by the (0.2 s) total deadline,
+    # and the rate's polls end at its own deadline: the cycle ends, the BTC price is out.
+    path = tmp_path / "node.toml"
+    path.write_text("[kraken]\ntimeout = 0.2\nmax_retries = 1\n", encoding="utf-8")
+    clock = FakeClock(T0 + 30)
+    sim = Simulator(clock)
+    hanging = RateFailing(sim.transport, "hang")
+    async with httpx.AsyncClient(transport=hanging) as client:
+        node, submitter = make_node("kraken", aggregator.port, clock, client, config_path=path)
+        try:
+            with capture_logs() as logs:
+                candle = await node.collect(tick_at(clock, T0 + 60))
+        finally:
+            await submitter.close()
+    assert candle is not None
+    assert [request.base for request in aggregator.servicer.received] == ["BTC"]
+    assert hanging.hung == 2  # the first try and one retry, each cut off
+    failed = next(entry for entry in logs if entry["event"] == "rate_fetch_failed")
+    assert "did not finish answering within 0.2 s" in failed["error"]
+
+
+async def test_a_rate_outside_its_bounds_is_refused_and_the_btc_price_kept(
+    aggregator: FakeAggregator,
+) -> None:
+    clock = FakeClock(T0 + 30)
+    sim = Simulator(clock)
+    # From the second minute on, every close Kraken sends reads 5.0: a BTC price below its
+    # bounds, a USDT/USD rate above its own. Each is refused by its own bounds.
+    async with sim.client() as client:
+        node, submitter = make_node("kraken", aggregator.port, clock, client)
+        try:
+            await node.collect(tick_at(clock, T0 + 60))  # a good minute first
+            sim.faults(venue="kraken", tamper={"op": "set", "field": "close", "value": "5.0"})
+            with capture_logs() as logs:
+                await node.collect(tick_at(clock, T0 + 120))
+        finally:
+            await submitter.close()
+    rejected = {entry["event"]: entry["reason"] for entry in logs if "rejected" in entry["event"]}
+    assert "[0.5, 2]" in rejected["rate_candle_rejected"]
+    assert "[1000, 10000000]" in rejected["candle_rejected"]
+    assert [(r.base, r.timestamp) for r in aggregator.servicer.received] == [
+        ("BTC", T0),
+        ("USDT", T0),
+    ]
+
+
+def test_the_rate_symbol_defaults_per_exchange_and_is_checked() -> None:
+    assert DEFAULT_USDT_RATE_SYMBOL == {"binance": "", "coinbase": "USDT-USD", "kraken": "USDTUSD"}
+    for venue, symbol in DEFAULT_USDT_RATE_SYMBOL.items():
+        config = load_config(None, Overrides(exchange=venue))
+        assert usdt_rate_symbol(config.exchange) == symbol
+
+    class WithRate:
+        """The setting as the node configuration will carry it."""
+
+        def __init__(self, symbol: object) -> None:
+            self.name = "kraken"
+            self.usdt_rate_symbol = symbol
+
+    assert usdt_rate_symbol(WithRate("")) == ""  # type: ignore[arg-type]
+    assert usdt_rate_symbol(WithRate("USDTZUSD")) == "USDTZUSD"  # type: ignore[arg-type]
+    for bad in ("XBTUSD", "USDTEUR", "ETHUSD", 5):
+        with pytest.raises(ConfigError, match="usdt_rate_symbol"):
+            usdt_rate_symbol(WithRate(bad))  # type: ignore[arg-type]
