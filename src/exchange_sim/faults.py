@@ -6,7 +6,9 @@ Faults are set at startup by CLI flags or at run time by `POST /_sim/faults`, bo
     {
       "venue": "binance" | "coinbase" | "kraken" | "all",   # or "venues": [...]; required
       "rate_limit": {"count": 3, "retry_after": 5},         # 429 + Retry-After (Kraken: HTTP
-                                                            #   200 + EAPI:Rate limit exceeded)
+                                                            #   200 + EAPI:Rate limit exceeded);
+                                                            #   retry_after: seconds, or a string
+                                                            #   sent verbatim (an HTTP date)
       "ban":        {"count": 1, "retry_after": 120},       # Binance: 418 IP ban + Retry-After
                                                             #   (the others: their rate limit)
       "geo_block":  {"count": null},                        # Binance: 451 restricted location
@@ -297,15 +299,21 @@ def _int_in(low: int, high: int) -> _Check:
     return lambda value: _is_int(value) and low <= value <= high  # type: ignore[operator]
 
 
+def _retry_after(value: object) -> bool:
+    """Seconds (a whole number), or a header value written verbatim (an HTTP date, "1e12")."""
+    if isinstance(value, str):
+        return 0 < len(value) <= 64 and value.isprintable()
+    return _is_int(value) and 0 <= value <= 10**12  # type: ignore[operator]
+
+
 def _seconds_in(low: float, high: float) -> _Check:
     return lambda value: _is_number(value) and low < value <= high  # type: ignore[operator]
 
 
+_RETRY_AFTER_RULE: Final = "a non-negative integer (seconds) or a header value (string)"
 _PARAMS: Final[dict[str, dict[str, tuple[_Check, object, str]]]] = {
-    "rate_limit": {
-        "retry_after": (_int_in(0, 10**12), 1, "a non-negative integer (seconds)"),
-    },
-    "ban": {"retry_after": (_int_in(0, 10**12), 120, "a non-negative integer (seconds)")},
+    "rate_limit": {"retry_after": (_retry_after, 1, _RETRY_AFTER_RULE)},
+    "ban": {"retry_after": (_retry_after, 120, _RETRY_AFTER_RULE)},
     "geo_block": {},
     "http_5xx": {"status": (_int_in(500, 599), 503, "an integer from 500 to 599")},
     "html": {"status": (_int_in(200, 599), 200, "an integer from 200 to 599")},

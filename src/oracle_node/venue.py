@@ -57,13 +57,17 @@ class VenueAnswer:
     exchange_time: float
 
 
-def make_client(settings: ExchangeSettings) -> httpx.AsyncClient:
+def make_client(
+    settings: ExchangeSettings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """The process's one HTTP client: explicit timeouts, a User-Agent (Coinbase requires one).
 
     The encodings are named explicitly: `body.read_limited` bounds gzip and deflate, and a
     venue that would otherwise be offered brotli or zstd cannot send a body it cannot bound.
+    `transport` replaces the network (tests: the exchange simulator's transport).
     """
     return httpx.AsyncClient(
+        transport=transport,
         timeout=httpx.Timeout(settings.timeout, connect=min(settings.timeout, 5.0)),
         headers={
             "User-Agent": settings.user_agent,

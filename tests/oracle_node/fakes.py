@@ -53,12 +53,16 @@ class FakeClock:
 
 
 class Simulator:
-    """The exchange simulator on a fake clock, reached through its httpx transport."""
+    """The exchange simulator on a fake clock, reached through its httpx transport.
 
-    def __init__(self, clock: FakeClock, **config: Any) -> None:  # noqa: ANN401 - SimConfig fields
+    `skew`: the venues' clock runs this many seconds from the node's (negative: behind), for
+    their candles and their `Date` alike. Coinbase's publication lag is 0 unless given.
+    """
+
+    def __init__(self, clock: FakeClock, *, skew: float = 0.0, **config: Any) -> None:
         config.setdefault("coinbase_lag_seconds", 0.0)
         self.clock = clock
-        self.app = SimApp(SimConfig(**config), clock=clock)
+        self.app = SimApp(SimConfig(**config), clock=lambda: clock() + skew)
         self.transport = SimTransport(self.app, sleep=clock.sleep)
 
     def client(self) -> httpx.AsyncClient:

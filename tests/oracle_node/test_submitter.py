@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
 
 import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from common.proto import oracle_pb2, oracle_pb2_grpc
 from oracle_node.candle import Candle
 from oracle_node.submitter import Observation, Submitter
 from tests.oracle_node.aggregators import FakeAggregator

@@ -62,11 +62,11 @@ class SimVenue(Protocol):
         """The venue's other public endpoints (server time, ping); None for paths it lacks."""
         ...
 
-    def rate_limited(self, retry_after: int) -> SimResponse:
+    def rate_limited(self, retry_after: int | str) -> SimResponse:
         """How the venue refuses a client that calls too often."""
         ...
 
-    def banned(self, retry_after: int, now: float) -> SimResponse:
+    def banned(self, retry_after: int | str, now: float) -> SimResponse:
         """How the venue refuses a client it has banned (Binance's 418; else its rate limit)."""
         ...
 

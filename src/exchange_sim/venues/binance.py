@@ -164,13 +164,14 @@ class BinanceVenue:
             return json_response(200, {})
         return None
 
-    def rate_limited(self, retry_after: int) -> SimResponse:
+    def rate_limited(self, retry_after: int | str) -> SimResponse:
         """HTTP 429 with Retry-After and the -1003 body."""
         return json_response(429, RATE_LIMITED, (("Retry-After", str(retry_after)),))
 
-    def banned(self, retry_after: int, now: float) -> SimResponse:
+    def banned(self, retry_after: int | str, now: float) -> SimResponse:
         """HTTP 418: the IP is auto-banned for ignoring 429s (2 minutes to 3 days)."""
-        until_ms = int((now + retry_after) * 1000)
+        seconds = retry_after if isinstance(retry_after, int) else 120  # a verbatim header
+        until_ms = int((now + min(seconds, 10**9)) * 1000)
         return json_response(418, banned_body(until_ms), (("Retry-After", str(retry_after)),))
 
     def geo_blocked(self) -> SimResponse:

@@ -143,11 +143,11 @@ class CoinbaseVenue:
         """No other endpoint is simulated."""
         return None
 
-    def rate_limited(self, retry_after: int) -> SimResponse:
+    def rate_limited(self, retry_after: int | str) -> SimResponse:
         """HTTP 429 with Retry-After."""
         return json_response(429, RATE_LIMITED, (("Retry-After", str(retry_after)),))
 
-    def banned(self, retry_after: int, now: float) -> SimResponse:
+    def banned(self, retry_after: int | str, now: float) -> SimResponse:
         """Coinbase has no ban status: a banned client keeps getting 429s."""
         return self.rate_limited(retry_after)
 

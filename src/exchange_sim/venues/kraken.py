@@ -98,11 +98,11 @@ class KrakenVenue:
             return json_response(200, {"error": [], "result": time_result})
         return None
 
-    def rate_limited(self, retry_after: int) -> SimResponse:
+    def rate_limited(self, retry_after: int | str) -> SimResponse:
         """Kraken reports throttling inside an HTTP 200 body, never with a 429."""
         return json_response(200, RATE_LIMITED)
 
-    def banned(self, retry_after: int, now: float) -> SimResponse:
+    def banned(self, retry_after: int | str, now: float) -> SimResponse:
         """Kraken has no ban status: a banned client keeps getting the rate-limit error."""
         return self.rate_limited(retry_after)
 
