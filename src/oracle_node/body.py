@@ -47,10 +47,9 @@ class _Zlib:
         if not self._started and not self._gzip:
             self._started = True
             try:
-                return self._inflate(data, max_length)
+                return self._inflater.decompress(data, max_length)
             except zlib.error:
-                # "deflate" as raw deflate, without the zlib header (RFC 9110 allows neither
-                # interpretation to be assumed).
+                # "deflate" sent as raw deflate, without the zlib header: servers do both.
                 self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         self._started = True
         return self._inflate(data, max_length)

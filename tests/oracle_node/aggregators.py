@@ -27,7 +27,7 @@ class RecordingServicer(oracle_pb2_grpc.OracleServiceServicer):
         self.success = True
         self.simulated = simulated
         self.health_delay = 0.0
-        self.health_checks = 0
+        self.health_asked = asyncio.Event()
 
     async def SubmitPrice(
         self, request: oracle_pb2.PriceRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -40,7 +40,7 @@ class RecordingServicer(oracle_pb2_grpc.OracleServiceServicer):
     async def HealthCheck(
         self, request: oracle_pb2.HealthRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> oracle_pb2.HealthResponse:
-        self.health_checks += 1
+        self.health_asked.set()
         if self.health_delay:
             await asyncio.sleep(self.health_delay)
         return oracle_pb2.HealthResponse(healthy=True, version="test", simulated=self.simulated)
