@@ -200,7 +200,7 @@ class FaultBook:
     def take(self, venue: str) -> Decision:
         """Decide the fate of one request to `venue`, counting down the faults that fire."""
         with self._lock:
-            faults = self._venues[venue]
+            faults = self._venues.get(venue, VenueFaults())
             counted = dict(faults.counted)
 
             def fire(kind: str) -> CountedFault | None:
@@ -223,13 +223,14 @@ class FaultBook:
                 decision = replace(decision, tamper=tamper.tamper)
             if (drip := fire("drip")) is not None:
                 decision = replace(decision, drip_seconds=float(drip.param("interval_seconds")))
-            self._venues[venue] = replace(faults, counted=counted)
+            if venue in self._venues:
+                self._venues[venue] = replace(faults, counted=counted)
             return decision
 
     def overrides(self, venue: str) -> PriceOverrides:
         """The price faults of `venue` (freeze, jumps) for the market to apply."""
         with self._lock:
-            faults = self._venues[venue]
+            faults = self._venues.get(venue, VenueFaults())
             return PriceOverrides(freeze_minute=faults.freeze_minute, jumps=faults.jumps)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
