@@ -16,14 +16,17 @@ import threading
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from structlog.testing import capture_logs
 
 from exchange_sim.faults import parse_fault_request
 from exchange_sim.server import SimServer
+from oracle_node.cli import main as node_main
 from oracle_node.config import ExchangeSettings, Overrides, RetryPolicy, load_config
 from oracle_node.errors import (
     CandleNotYetAvailableError,
@@ -368,3 +371,31 @@ async def test_a_body_cut_short_is_a_transient_error(cut_off_server: int) -> Non
     async with make_client(settings) as http:
         with pytest.raises(TransientFetchError, match=r"incomplete|closed|peer"):
             await CandleFetcher(http, settings, simulate=True).fetch(NEWEST_CLOSED, time.time() + 5)
+
+
+def test_once_refuses_deeply_nested_json_without_a_traceback(
+    sim_server: SimServer, tmp_path: Path
+) -> None:
+    # Before: `oracle-node --once` died with a RecursionError traceback on such an answer.
+    config = tmp_path / "node.toml"
+    config.write_text("[kraken]\nmax_retries = 0\n", encoding="utf-8")
+    deep = "[" * 2000 + "]" * 2000
+    _apply(sim_server, {"venue": "kraken", "tamper": {"op": "set", "literal": deep}})
+    result = CliRunner().invoke(
+        node_main,
+        [
+            "--exchange",
+            "kraken",
+            "--simulate",
+            "--api-url",
+            f"http://127.0.0.1:{sim_server.port}",
+            "--config",
+            str(config),
+            "--once",
+        ],
+    )
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "nested too deeply" in result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
