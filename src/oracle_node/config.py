@@ -1,26 +1,41 @@
-"""The node's configuration: TOML file, then command-line options (or `ORACLE_NODE_*` variables).
+"""The node's configuration: TOML file, then `ORACLE_NODE_*` variables, then command-line options.
 
 The file keeps the original layout (`[oracle]` node_id / aggregator_url / fetch_interval, one table
 per exchange with api_url / symbol / timeout / max_retries, `[sources]` enabled, `[logging]` level)
-so an operator's existing files still load, extended with new keys. Every key is checked before
-anything starts: an unknown key, a wrong type or a bad value is a `ConfigError` naming the file,
-the table and the key, because a node that runs with a silently ignored setting is worse than one
-that refuses to start.
+so an operator's existing files still load, extended with new keys. Every table is validated,
+those of the exchanges this node does not run included, before anything starts: a node that runs
+with a silently ignored setting is worse than one that refuses to start. The file is validated as
+`NodeFile`; what the node runs with is the smaller `NodeConfig`, built from it.
 """
 
 from __future__ import annotations
 
-import math
-import tomllib
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Annotated, Final
 from urllib.parse import urlsplit
 
-from common.errors import ConfigError
-from common.exchanges import EXCHANGES, MAX_ID_LENGTH, NODE_ID_PATTERN, NODE_ID_RULE
+from pydantic import AfterValidator, Field, model_validator
+
+from common.exchanges import MAX_ID_LENGTH, NODE_ID_PATTERN, NODE_ID_RULE, ExchangeName
+from common.settings import (
+    EXCHANGE_TABLE,
+    ConflictError,
+    DecimalSetting,
+    DirPath,
+    LoggingConfig,
+    NoRepeats,
+    Override,
+    Seconds,
+    Table,
+    TomlList,
+    layer,
+    number_text,
+    read_toml,
+    validate,
+)
 from common.timeutil import MINUTE
 from oracle_node.exchanges import get_adapter, quote_of
 from oracle_node.validation import PriceBounds
@@ -28,102 +43,13 @@ from oracle_node.validation import PriceBounds
 DEFAULT_CONFIG_PATH: Final = Path("config/oracle-node.toml")
 DEFAULT_AGGREGATOR_URL: Final = "http://localhost:50051"
 DEFAULT_USER_AGENT: Final = "btcfi-oracle-node/0.1 (python-httpx)"
-LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-
-_T = TypeVar("_T")
-
-_ORACLE_KEYS: Final = frozenset(
-    {
-        "node_id",
-        "exchange",
-        "aggregator_url",
-        "fetch_interval",
-        "fetch_offset_seconds",
-        "fetch_deadline_seconds",
-        "simulate",
-        "buffer_size",
-        "submit_timeout",
-        "submit_retries",
-        "shutdown_grace_seconds",
-    }
-)
-_EXCHANGE_KEYS: Final = frozenset(
-    {"api_url", "symbol", "timeout", "max_retries", "backoff_initial", "backoff_max", "user_agent"}
-)
-_TABLE_KEYS: Final[dict[str, frozenset[str]]] = {
-    "oracle": _ORACLE_KEYS,
-    "sources": frozenset({"enabled"}),
-    "validation": frozenset({"min_price", "max_price"}),
-    "logging": frozenset({"level", "file"}),
-    **dict.fromkeys(EXCHANGES, _EXCHANGE_KEYS),
+# The venue's USDT/USD pair, whose closes the aggregator uses to turn USDT prices into USD;
+# Binance has no USD market, so it collects none by default.
+DEFAULT_USDT_RATE_SYMBOL: Final[dict[str, str]] = {
+    "binance": "",
+    "coinbase": "USDT-USD",
+    "kraken": "USDTUSD",
 }
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter for one fetch: `max_retries` retries after the first try."""
-
-    max_retries: int = 3
-    backoff_initial: float = 1.0
-    backoff_max: float = 10.0
-
-
-@dataclass(frozen=True)
-class ExchangeSettings:
-    """Where and what to fetch for one exchange."""
-
-    name: str
-    api_url: str
-    symbol: str
-    quote: str
-    timeout: float = 10.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    user_agent: str = DEFAULT_USER_AGENT
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    """Everything one node process needs, validated.
-
-    `fetch_offset` delays each collection by a few seconds after the minute boundary (default 0:
-    collection starts at XX:00); `fetch_deadline` is how many seconds after the boundary a minute
-    that is not yet published (Coinbase lag) is still polled for before it is skipped.
-    """
-
-    node_id: str
-    exchange: ExchangeSettings
-    aggregator_url: str = DEFAULT_AGGREGATOR_URL
-    interval: int = MINUTE
-    fetch_offset: float = 0.0
-    fetch_deadline: float = 45.0
-    bounds: PriceBounds = field(default_factory=PriceBounds)
-    simulate: bool = False
-    buffer_size: int = 10
-    submit_timeout: float = 5.0
-    submit_retries: int = 2
-    shutdown_grace: float = 5.0
-    log_level: str = "info"
-    log_file: Path | None = None
-    source: Path | None = None
-
-    @property
-    def aggregator_target(self) -> str:
-        """The `host:port` gRPC target for `aggregator_url`."""
-        return grpc_target(self.aggregator_url)
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Values from the command line or `ORACLE_NODE_*` variables; None means "not given"."""
-
-    exchange: str | None = None
-    node_id: str | None = None
-    aggregator_url: str | None = None
-    interval: int | None = None
-    api_url: str | None = None
-    simulate: bool | None = None
-    log_file: Path | None = None
-    log_level: str | None = None
 
 
 def grpc_target(url: str) -> str:
@@ -142,378 +68,332 @@ def grpc_target(url: str) -> str:
     return text
 
 
-def load_config(path: Path | None, overrides: Overrides | None = None) -> NodeConfig:
-    """Read `path` (None: built-in defaults only), apply `overrides`, validate everything."""
-    overrides = overrides or Overrides()
-    where = str(path) if path is not None else "<defaults>"
-    document: dict[str, object] = {}
-    if path is not None:
-        document = _read_toml(path)
-    reader = _Reader(where, document)
-    return _build(reader, overrides, path)
-
-
-def _read_toml(path: Path) -> dict[str, object]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-
-
-class _Reader:
-    """Typed access to the TOML document that names file, table and key in every error."""
-
-    def __init__(self, where: str, document: Mapping[str, object]) -> None:
-        self.where = where
-        self.tables: dict[str, Mapping[str, object]] = {}
-        for name, table in document.items():
-            if name not in _TABLE_KEYS:
-                raise ConfigError(
-                    f"{where}: unknown table [{name}]; known tables: {', '.join(_TABLE_KEYS)}"
-                )
-            if not isinstance(table, Mapping):
-                raise ConfigError(f"{where}: [{name}] must be a table")
-            unknown = sorted(set(table) - _TABLE_KEYS[name])
-            if unknown:
-                raise ConfigError(
-                    f"{where}: [{name}] unknown key {unknown[0]!r}; "
-                    f"allowed: {', '.join(sorted(_TABLE_KEYS[name]))}"
-                )
-            self.tables[name] = table
-
-    def error(self, table: str, key: str, reason: str) -> ConfigError:
-        if table == "cli":
-            # A command-line option or its ORACLE_NODE_* variable: name the option, not the file.
-            return ConfigError(f"option {key}: {reason}")
-        return ConfigError(f"{self.where}: [{table}] {key}: {reason}")
-
-    def get(self, table: str, key: str) -> object | None:
-        return self.tables.get(table, {}).get(key)
-
-    def string(self, table: str, key: str) -> str | None:
-        value = self.get(table, key)
-        if value is not None and not isinstance(value, str):
-            raise self.error(table, key, f"must be a string, got {value!r}")
-        return value
-
-    def integer(self, table: str, key: str) -> int | None:
-        value = self.get(table, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise self.error(table, key, f"must be an integer, got {value!r}")
-        return value
-
-    def number(self, table: str, key: str) -> float | None:
-        value = self.get(table, key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(table, key, f"must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise self.error(table, key, f"must be finite, got {value!r}")
-        return float(value)
-
-    def boolean(self, table: str, key: str) -> bool | None:
-        value = self.get(table, key)
-        if value is not None and not isinstance(value, bool):
-            raise self.error(table, key, f"must be true or false, got {value!r}")
-        return value
-
-    def decimal(self, table: str, key: str) -> Decimal | None:
-        value = self.get(table, key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise self.error(table, key, f"must be a number, got {value!r}")
-        try:
-            result = Decimal(str(value))
-        except InvalidOperation:
-            raise self.error(table, key, f"must be a number, got {value!r}") from None
-        if not result.is_finite():
-            raise self.error(table, key, f"must be finite, got {value!r}")
-        return result
-
-
-def _check(
-    reader: _Reader, label: tuple[str, str], value: _T, ok: Callable[[_T], bool], why: str
-) -> _T:
-    if not ok(value):
-        raise reader.error(label[0], label[1], f"{why}, got {value!r}")
+def _node_id(value: str) -> str:
+    # The aggregator's own rule: an id it refuses would cost every minute's submission.
+    if not 0 < len(value) <= MAX_ID_LENGTH or NODE_ID_PATTERN.fullmatch(value) is None:
+        raise ValueError(
+            f"must be 1 to {MAX_ID_LENGTH} characters, {NODE_ID_RULE} (the aggregator refuses "
+            "any other id)"
+        )
     return value
 
 
-def _build(reader: _Reader, overrides: Overrides, path: Path | None) -> NodeConfig:
-    exchange = _exchange_name(reader, overrides)
-    settings = _exchange_settings(reader, exchange, overrides)
-
-    node_id = overrides.node_id
-    if node_id is None:
-        node_id = reader.string("oracle", "node_id")
-    if node_id is None:
-        node_id = f"{exchange}-node"
-    node_label = ("oracle", "node_id") if overrides.node_id is None else ("cli", "--node-id")
-    # The aggregator's own rule: an id it refuses would cost every minute's submission.
-    _check(
-        reader,
-        node_label,
-        node_id,
-        lambda v: 0 < len(v) <= MAX_ID_LENGTH and NODE_ID_PATTERN.fullmatch(v) is not None,
-        f"must be 1 to {MAX_ID_LENGTH} characters, {NODE_ID_RULE} (the aggregator refuses "
-        "any other id)",
-    )
-
-    aggregator_url = (
-        overrides.aggregator_url
-        or reader.string("oracle", "aggregator_url")
-        or DEFAULT_AGGREGATOR_URL
-    )
-    try:
-        grpc_target(aggregator_url)
-    except ValueError as exc:
-        label = (
-            ("oracle", "aggregator_url")
-            if overrides.aggregator_url is None
-            else ("cli", "--aggregator-url")
-        )
-        raise reader.error(*label, f"{exc}, got {aggregator_url!r}") from None
-
-    interval = (
-        overrides.interval
-        if overrides.interval is not None
-        else reader.integer("oracle", "fetch_interval")
-    )
-    interval = MINUTE if interval is None else interval
-    interval_label = (
-        ("oracle", "fetch_interval") if overrides.interval is None else ("cli", "--interval")
-    )
-    _check(
-        reader,
-        interval_label,
-        interval,
-        lambda v: v > 0 and v % MINUTE == 0,
-        "must be a positive multiple of 60 seconds",
-    )
-
-    offset = _number_setting(
-        reader,
-        ("oracle", "fetch_offset_seconds"),
-        0.0,
-        lambda v: 0 <= v <= 10,
-        "must be from 0 to 10 seconds",
-    )
-    deadline = _number_setting(
-        reader,
-        ("oracle", "fetch_deadline_seconds"),
-        45.0,
-        lambda v: offset < v < MINUTE,
-        "must be above fetch_offset_seconds and below 60 seconds",
-    )
-
-    buffer_size = _integer_setting(
-        reader,
-        ("oracle", "buffer_size"),
-        10,
-        lambda v: 1 <= v <= 10_000,
-        "must be from 1 to 10000",
-    )
-    submit_timeout = _number_setting(
-        reader,
-        ("oracle", "submit_timeout"),
-        5.0,
-        lambda v: 0 < v <= 60,
-        "must be above 0 and at most 60 seconds",
-    )
-    submit_retries = _integer_setting(
-        reader,
-        ("oracle", "submit_retries"),
-        2,
-        lambda v: 0 <= v <= 10,
-        "must be from 0 to 10",
-    )
-    grace = _number_setting(
-        reader,
-        ("oracle", "shutdown_grace_seconds"),
-        5.0,
-        lambda v: 0 <= v <= 60,
-        "must be from 0 to 60 seconds",
-    )
-
-    simulate = (
-        overrides.simulate
-        if overrides.simulate is not None
-        else reader.boolean("oracle", "simulate")
-    )
-
-    min_price = reader.decimal("validation", "min_price")
-    max_price = reader.decimal("validation", "max_price")
-    bounds = PriceBounds(
-        min_price=PriceBounds.min_price if min_price is None else min_price,
-        max_price=PriceBounds.max_price if max_price is None else max_price,
-    )
-    _check(
-        reader, ("validation", "min_price"), bounds.min_price, lambda v: v > 0, "must be positive"
-    )
-    _check(
-        reader,
-        ("validation", "max_price"),
-        bounds.max_price,
-        lambda v: v > bounds.min_price,
-        "must be above min_price",
-    )
-
-    log_level = (overrides.log_level or reader.string("logging", "level") or "info").lower()
-    level_label = ("logging", "level") if overrides.log_level is None else ("cli", "--log-level")
-    _check(
-        reader,
-        level_label,
-        log_level,
-        lambda v: v in LOG_LEVELS,
-        f"must be one of {', '.join(LOG_LEVELS)}",
-    )
-    log_file_text = reader.string("logging", "file")
-    log_file = overrides.log_file or (Path(log_file_text) if log_file_text else None)
-
-    return NodeConfig(
-        node_id=node_id,
-        exchange=settings,
-        aggregator_url=aggregator_url,
-        interval=interval,
-        fetch_offset=offset,
-        fetch_deadline=deadline,
-        bounds=bounds,
-        simulate=bool(simulate),
-        buffer_size=buffer_size,
-        submit_timeout=submit_timeout,
-        submit_retries=submit_retries,
-        shutdown_grace=grace,
-        log_level=log_level,
-        log_file=log_file,
-        source=path,
-    )
+def _aggregator_url(value: str) -> str:
+    grpc_target(value)
+    return value
 
 
-def _number_setting(
-    reader: _Reader,
-    label: tuple[str, str],
-    default: float,
-    ok: Callable[[float], bool],
-    why: str,
-) -> float:
-    """A number from the file (`default` when absent), refused unless `ok` holds."""
-    value = reader.number(*label)
-    return _check(reader, label, default if value is None else value, ok, why)
+def _interval(value: int) -> int:
+    if not 0 < value <= 86400 or value % MINUTE:
+        raise ValueError("must be a positive multiple of 60 seconds, at most 86400")
+    return value
 
 
-def _integer_setting(
-    reader: _Reader,
-    label: tuple[str, str],
-    default: int,
-    ok: Callable[[int], bool],
-    why: str,
-) -> int:
-    """An integer from the file (`default` when absent), refused unless `ok` holds."""
-    value = reader.integer(*label)
-    return _check(reader, label, default if value is None else value, ok, why)
+def _api_url(value: str) -> str:
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+        raise ValueError("must be an http(s) base URL such as 'https://api.kraken.com'")
+    return url
 
 
-def _exchange_name(reader: _Reader, overrides: Overrides) -> str:
-    """--exchange, else [oracle] exchange, else the one entry of [sources] enabled, else binance."""
-    if overrides.exchange is not None:
-        if overrides.exchange not in EXCHANGES:
-            raise reader.error("cli", "--exchange", f"must be one of {', '.join(EXCHANGES)}")
-        return overrides.exchange
-    name = reader.string("oracle", "exchange")
-    enabled = reader.get("sources", "enabled")
-    if enabled is not None and (
-        not isinstance(enabled, list) or not all(isinstance(item, str) for item in enabled)
-    ):
-        raise reader.error(
-            "sources", "enabled", f"must be a list of exchange names, got {enabled!r}"
-        )
-    for item in enabled or []:
-        if item not in EXCHANGES:
-            raise reader.error(
-                "sources", "enabled", f"unknown exchange {item!r}; use {', '.join(EXCHANGES)}"
+def _symbol(value: str) -> str:
+    if not 0 < len(value) <= 32 or not value.replace("-", "").replace("/", "").isalnum():
+        raise ValueError("must be the venue's pair symbol, e.g. 'BTCUSDT', 'BTC-USD', 'XBTUSD'")
+    quote_of(value)  # its ValueError says the quote is not USD or USDT
+    return value
+
+
+def _rate_symbol(value: str) -> str:
+    if value and (len(value) > 32 or not value.replace("-", "").replace("/", "").isalnum()):
+        raise ValueError("must be the venue's USDT/USD symbol (e.g. 'USDTUSD'), or '' for none")
+    return value
+
+
+def _user_agent(value: str) -> str:
+    if not 0 < len(value) <= 200 or not value.isprintable():
+        raise ValueError("must be 1 to 200 printable characters")
+    return value
+
+
+class OracleSettings(Table):
+    """`[oracle]`: who this node is, what it collects and where it submits."""
+
+    node_id: Annotated[str, AfterValidator(_node_id)] | None = Field(
+        None, description='Node id sent with every submission  [default: "<exchange>-node"]'
+    )
+    exchange: ExchangeName | None = Field(
+        None, description="Exchange to collect from  [default: [sources] enabled, else binance]"
+    )
+    aggregator_url: Annotated[str, AfterValidator(_aggregator_url)] = Field(
+        DEFAULT_AGGREGATOR_URL, description="gRPC aggregator, http://host:port or host:port"
+    )
+    fetch_interval: Annotated[int, AfterValidator(_interval)] = Field(
+        MINUTE, description="Collection interval in seconds, a positive multiple of 60"
+    )
+    fetch_offset_seconds: Seconds = Field(
+        0.0, ge=0, le=10, description="Start each collection this long after XX:00"
+    )
+    fetch_deadline_seconds: Seconds = Field(
+        45.0, gt=0, lt=MINUTE, description="A minute not published by XX:<this> is skipped"
+    )
+    simulate: bool = Field(
+        False, description="Use the exchange simulator only; submissions are marked simulated"
+    )
+    buffer_size: int = Field(
+        10, ge=1, le=10_000, description="Unsent observations kept while the aggregator is down"
+    )
+    submit_timeout: Seconds = Field(5.0, gt=0, le=60, description="Seconds per SubmitPrice")
+    submit_retries: int = Field(2, ge=0, le=10, description="Quick retries on UNAVAILABLE")
+    shutdown_grace_seconds: Seconds = Field(
+        5.0, ge=0, le=60, description="On SIGINT/SIGTERM, time the in-flight minute gets"
+    )
+    run_dir: DirPath = Field(
+        Path("run"), description="Directory of the lock that keeps a node id to one process"
+    )
+
+    @model_validator(mode="after")
+    def _deadline_after_offset(self) -> OracleSettings:
+        if self.fetch_deadline_seconds <= self.fetch_offset_seconds:
+            raise ConflictError(
+                ("fetch_deadline_seconds",),
+                f"must be above fetch_offset_seconds = {number_text(self.fetch_offset_seconds)}",
             )
-    if name is None and enabled:
-        # The original files name the node's one exchange here; one node serves one exchange.
-        if len(enabled) > 1:
-            raise reader.error(
-                "sources",
-                "enabled",
+        return self
+
+
+class SourcesSettings(Table):
+    """`[sources]`: the original's list of the exchange(s) a file is for."""
+
+    enabled: Annotated[tuple[ExchangeName, ...], TomlList, NoRepeats] = Field(
+        (), description="The exchange this file configures (one node serves one exchange)"
+    )
+
+
+class VenueSettings(Table):
+    """`[binance]`, `[coinbase]`, `[kraken]`: one exchange's API and retry policy."""
+
+    api_url: Annotated[str, AfterValidator(_api_url)] | None = Field(
+        None, description="Exchange base URL  [default: the venue's public API]"
+    )
+    symbol: Annotated[str, AfterValidator(_symbol)] | None = Field(
+        None, description="BTC pair, quoted in USD or USDT  [default: the venue's usual pair]"
+    )
+    timeout: Seconds = Field(10.0, gt=0, le=60, description="Seconds per HTTP request")
+    max_retries: int = Field(3, ge=0, le=20, description="Retries after the first attempt")
+    backoff_initial: Seconds = Field(1.0, gt=0, le=30, description="First retry delay")
+    backoff_max: Seconds = Field(10.0, gt=0, le=60, description="Longest retry delay")
+    user_agent: Annotated[str, AfterValidator(_user_agent)] = Field(
+        DEFAULT_USER_AGENT, description="HTTP User-Agent (Coinbase refuses requests without one)"
+    )
+    usdt_rate_symbol: Annotated[str, AfterValidator(_rate_symbol)] | None = Field(
+        None, description="The venue's USDT/USD pair to collect too; '' for none"
+    )
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> VenueSettings:
+        if self.backoff_max < self.backoff_initial:
+            raise ConflictError(
+                ("backoff_max",),
+                f"must be at least backoff_initial = {number_text(self.backoff_initial)}",
+            )
+        return self
+
+
+class PriceLimits(Table):
+    """`[validation]`: closes outside [min_price, max_price] are not submitted."""
+
+    min_price: DecimalSetting = Field(PriceBounds.min_price, gt=0, description="Lowest close")
+    max_price: DecimalSetting = Field(PriceBounds.max_price, gt=0, description="Highest close")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PriceLimits:
+        if self.max_price <= self.min_price:
+            raise ConflictError(("max_price",), f"must be above min_price = {self.min_price}")
+        return self
+
+
+class NodeFile(Table):
+    """The file's layout: one field per table, every exchange's table always validated."""
+
+    oracle: OracleSettings = OracleSettings()
+    sources: SourcesSettings = SourcesSettings()
+    binance: VenueSettings = VenueSettings()
+    coinbase: VenueSettings = VenueSettings()
+    kraken: VenueSettings = VenueSettings()
+    validation: PriceLimits = PriceLimits()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _one_exchange(self) -> NodeFile:
+        enabled, name = self.sources.enabled, self.oracle.exchange
+        if name is None and len(enabled) > 1:
+            raise ConflictError(
+                ("sources", "enabled"),
                 "lists several exchanges; a node serves one: set [oracle] exchange or --exchange",
             )
-        name = enabled[0]
-    if name is not None and enabled and name not in enabled:
-        raise reader.error(
-            "sources", "enabled", f"does not include [oracle] exchange = {name!r}: {enabled!r}"
-        )
-    name = name or "binance"
-    if name not in EXCHANGES:
-        raise reader.error(
-            "oracle", "exchange", f"must be one of {', '.join(EXCHANGES)}, got {name!r}"
-        )
-    return name
+        if name is not None and enabled and name not in enabled:
+            raise ConflictError(
+                ("oracle", "exchange"), f"{name!r} is not in [sources] enabled = {list(enabled)}"
+            )
+        return self
+
+    def venue(self) -> ExchangeName:
+        """The exchange run: [oracle] exchange, else [sources]' one entry, else binance."""
+        if self.oracle.exchange is not None:
+            return self.oracle.exchange
+        return self.sources.enabled[0] if self.sources.enabled else "binance"
 
 
-def _exchange_settings(reader: _Reader, exchange: str, overrides: Overrides) -> ExchangeSettings:
-    adapter = get_adapter(exchange)
-    api_url = overrides.api_url or reader.string(exchange, "api_url") or adapter.default_api_url
-    url_label = (exchange, "api_url") if overrides.api_url is None else ("cli", "--api-url")
-    api_url = api_url.rstrip("/")
-    parts = urlsplit(api_url)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise reader.error(
-            *url_label,
-            f"must be an http(s) base URL such as {adapter.default_api_url!r}, got {api_url!r}",
-        )
+_VENUE_DEFAULTS: Final = VenueSettings()
 
-    symbol = reader.string(exchange, "symbol") or adapter.default_symbol
-    try:
-        quote = quote_of(symbol)
-    except ValueError as exc:
-        raise reader.error(exchange, "symbol", str(exc)) from None
 
-    timeout = _number_setting(
-        reader,
-        (exchange, "timeout"),
-        10.0,
-        lambda v: 0 < v <= 60,
-        "must be above 0 and at most 60 seconds",
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for one fetch: `max_retries` retries after the first try."""
+
+    max_retries: int = _VENUE_DEFAULTS.max_retries
+    backoff_initial: float = _VENUE_DEFAULTS.backoff_initial
+    backoff_max: float = _VENUE_DEFAULTS.backoff_max
+
+
+@dataclass(frozen=True)
+class ExchangeSettings:
+    """Where and what to fetch for one exchange (defaults: `VenueSettings`' declarations)."""
+
+    name: str
+    api_url: str
+    symbol: str
+    quote: str
+    timeout: float = _VENUE_DEFAULTS.timeout
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    user_agent: str = _VENUE_DEFAULTS.user_agent
+    usdt_rate_symbol: str = ""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything one node process runs with, built from a validated `NodeFile`.
+
+    `fetch_offset` delays each collection by a few seconds after the minute boundary (default 0:
+    collection starts at XX:00); `fetch_deadline` is how many seconds after the boundary a minute
+    that is not yet published (Coinbase lag) is still polled for before it is skipped.
+    """
+
+    node_id: str
+    exchange: ExchangeSettings
+    aggregator_url: str
+    interval: int
+    fetch_offset: float
+    fetch_deadline: float
+    bounds: PriceBounds
+    simulate: bool
+    buffer_size: int
+    submit_timeout: float
+    submit_retries: int
+    shutdown_grace: float
+    logging: LoggingConfig
+    run_dir: Path
+    source: Path | None
+
+    @property
+    def log_level(self) -> str:
+        return self.logging.level
+
+    @property
+    def log_file(self) -> Path | None:
+        return self.logging.file
+
+    @property
+    def aggregator_target(self) -> str:
+        """The `host:port` gRPC target for `aggregator_url`."""
+        return grpc_target(self.aggregator_url)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Values from the command line (text, or typed in tests); None means "not given"."""
+
+    exchange: object = None
+    node_id: object = None
+    aggregator_url: object = None
+    interval: object = None
+    api_url: object = None
+    simulate: object = None
+    log_file: object = None
+    log_level: object = None
+    run_dir: object = None
+
+
+OVERRIDES: Final = (
+    Override("--exchange", ("oracle", "exchange"), "ORACLE_NODE_EXCHANGE"),
+    Override("--node-id", ("oracle", "node_id"), "ORACLE_NODE_ID"),
+    Override("--aggregator-url", ("oracle", "aggregator_url"), "ORACLE_NODE_AGGREGATOR_URL"),
+    Override("--interval", ("oracle", "fetch_interval"), "ORACLE_NODE_INTERVAL"),
+    Override("--simulate/--no-simulate", ("oracle", "simulate"), "ORACLE_NODE_SIMULATE"),
+    Override(
+        "--api-url",
+        (EXCHANGE_TABLE, "api_url"),
+        "ORACLE_NODE_API_URL",
+        help="Exchange base URL, overriding the config (e.g. the simulator's "
+        "http://127.0.0.1:8099)",
+    ),
+    Override("--log-file", ("logging", "file"), "ORACLE_NODE_LOG_FILE"),
+    Override("--log-level", ("logging", "level"), "ORACLE_NODE_LOG_LEVEL"),
+    Override("--run-dir", ("oracle", "run_dir"), "ORACLE_RUN_DIR"),
+)
+
+
+def load_config(
+    path: Path | None,
+    overrides: Overrides | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """Read `path` (None: built-in defaults only), apply `overrides` and `environ`, validate all."""
+    source = str(path) if path is not None else "<defaults>"
+    document = read_toml(path) if path is not None else {}
+    given = dataclasses.asdict(overrides or Overrides())
+    # Two passes: `--api-url` goes to the table of the exchange the node runs, known only once
+    # `--exchange`, `[oracle] exchange` and `[sources]` have been read and validated.
+    first = layer(NodeFile, document, OVERRIDES, given, environ or {})
+    venue = validate(NodeFile, first, source).venue()
+    layers = layer(
+        NodeFile, document, OVERRIDES, given, environ or {}, tables={EXCHANGE_TABLE: venue}
     )
-    max_retries = _integer_setting(
-        reader,
-        (exchange, "max_retries"),
-        3,
-        lambda v: 0 <= v <= 20,
-        "must be from 0 to 20",
-    )
-    initial = _number_setting(
-        reader,
-        (exchange, "backoff_initial"),
-        1.0,
-        lambda v: 0 < v <= 30,
-        "must be above 0 and at most 30 seconds",
-    )
-    maximum = _number_setting(
-        reader,
-        (exchange, "backoff_max"),
-        10.0,
-        lambda v: initial <= v <= 60,
-        "must be from backoff_initial to 60 seconds",
-    )
-    user_agent = reader.string(exchange, "user_agent") or DEFAULT_USER_AGENT
+    return _node_config(validate(NodeFile, layers, source), path)
 
-    return ExchangeSettings(
-        name=exchange,
-        api_url=api_url,
+
+def _node_config(parsed: NodeFile, path: Path | None) -> NodeConfig:
+    name = parsed.venue()
+    table: VenueSettings = getattr(parsed, name)
+    adapter = get_adapter(name)
+    symbol = table.symbol or adapter.default_symbol
+    rate_symbol = table.usdt_rate_symbol
+    exchange = ExchangeSettings(
+        name=name,
+        api_url=table.api_url or adapter.default_api_url,
         symbol=symbol,
-        quote=quote,
-        timeout=timeout,
-        retry=RetryPolicy(max_retries=max_retries, backoff_initial=initial, backoff_max=maximum),
-        user_agent=user_agent,
+        quote=quote_of(symbol),
+        timeout=table.timeout,
+        retry=RetryPolicy(table.max_retries, table.backoff_initial, table.backoff_max),
+        user_agent=table.user_agent,
+        usdt_rate_symbol=DEFAULT_USDT_RATE_SYMBOL[name] if rate_symbol is None else rate_symbol,
+    )
+    oracle = parsed.oracle
+    return NodeConfig(
+        node_id=oracle.node_id or f"{name}-node",
+        exchange=exchange,
+        aggregator_url=oracle.aggregator_url,
+        interval=oracle.fetch_interval,
+        fetch_offset=oracle.fetch_offset_seconds,
+        fetch_deadline=oracle.fetch_deadline_seconds,
+        bounds=PriceBounds(parsed.validation.min_price, parsed.validation.max_price),
+        simulate=oracle.simulate,
+        buffer_size=oracle.buffer_size,
+        submit_timeout=oracle.submit_timeout,
+        submit_retries=oracle.submit_retries,
+        shutdown_grace=oracle.shutdown_grace_seconds,
+        logging=parsed.logging,
+        run_dir=oracle.run_dir,
+        source=path,
     )
