@@ -145,13 +145,13 @@ def _host(value: str) -> str:
 
 def _not_a_directory(path: Path) -> Path:
     if path.is_dir():
-        raise ValueError(f"{str(path)!r} is a directory; give a file path")
+        raise ValueError("is a directory; give a file path")
     return path
 
 
 def _not_a_file(path: Path) -> Path:
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{str(path)!r} exists and is not a directory")
+        raise ValueError("exists and is not a directory")
     return path
 
 
@@ -217,20 +217,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
-    with os.fdopen(descriptor, "rb") as stream:
-        info = os.fstat(stream.fileno())
-        if stat.S_ISDIR(info.st_mode):
-            raise ConfigError(f"{path}: is a directory, not a config file")
-        if stat.S_ISCHR(info.st_mode) and info.st_rdev == os.stat(os.devnull).st_rdev:
-            return {}  # `--config /dev/null`: no settings from a file, the defaults apply
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path}: not a regular file (a device, pipe or socket)")
-        if info.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {info.st_size} bytes; a config file is at most 256 KiB")
-        try:
-            data = stream.read(MAX_CONFIG_BYTES + 1)
-        except OSError as error:
-            raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
+    try:
+        data = _read_regular(path, descriptor)
+    finally:
+        os.close(descriptor)
     if len(data) > MAX_CONFIG_BYTES:  # grew while read, or a /proc-like file without a size
         raise ConfigError(f"{path}: larger than 256 KiB; a config file is at most 256 KiB")
     try:
@@ -244,6 +234,27 @@ def read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def _read_regular(path: Path, descriptor: int) -> bytes:
+    info = os.fstat(descriptor)
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    if stat.S_ISCHR(info.st_mode) and info.st_rdev == os.stat(os.devnull).st_rdev:
+        return b""  # `--config /dev/null`: no settings from a file, the defaults apply
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: not a regular file (a device, pipe or socket)")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {info.st_size} bytes; a config file is at most 256 KiB")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size <= MAX_CONFIG_BYTES and (chunk := os.read(descriptor, 65536)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
+    return b"".join(chunks)
 
 
 def rename_deprecated(
@@ -515,6 +526,8 @@ def show(value: object) -> str:
         return "a table"
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, tuple):
+        value = list(value)  # a TOML list, turned into a tuple before it was refused
     text = repr(str(value)) if isinstance(value, Path) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

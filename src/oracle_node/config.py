@@ -100,7 +100,10 @@ def _api_url(value: str) -> str:
 def _symbol(value: str) -> str:
     if not 0 < len(value) <= 32 or not value.replace("-", "").replace("/", "").isalnum():
         raise ValueError("must be the venue's pair symbol, e.g. 'BTCUSDT', 'BTC-USD', 'XBTUSD'")
-    quote_of(value)  # its ValueError says the quote is not USD or USDT
+    try:
+        quote_of(value)
+    except ValueError:
+        raise ValueError("is not quoted in USD or USDT (e.g. 'BTCUSDT', 'BTC-USD')") from None
     return value
 
 

@@ -4,13 +4,14 @@ import os
 import socket
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from aggregator import cli
-from aggregator.config import AggregatorConfig, load_config
+from aggregator.config import AggregatorConfig, DatabaseConfig, load_config
 from common.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,3 +104,103 @@ def test_max_price_must_be_positive(tmp_path):
     path.write_text("[aggregator]\nmax_price = -1\n")
     with pytest.raises(ConfigError, match=r"\[aggregator\] max_price: must be a number above 0"):
         load_config(path)
+
+
+def test_new_keys_and_database_table_are_read(tmp_path):
+    path = tmp_path / "aggregator.toml"
+    path.write_text(
+        "[aggregator]\nexchanges = ['kraken', 'coinbase']\nround_deadline = 30\n"
+        "max_deviation = '0.02'\nmax_flat_minutes = 3\nmethod = 'median'\nmin_sources = 2\n"
+        "min_price = 500\n"
+        "[database]\nenabled = false\npath = 'var/history.db'\nretention_days = 7\n"
+    )
+    config = load_config(path)
+    assert config.exchanges == ("kraken", "coinbase")
+    assert (config.round_deadline, config.max_flat_minutes, config.method) == (30, 3, "median")
+    assert config.max_deviation == Decimal("0.02")
+    assert (config.min_sources, config.min_price) == (2, 500)
+    assert config.database == DatabaseConfig(
+        enabled=False, path=Path("var/history.db"), retention_days=7
+    )
+    assert "history is kept in memory only" in config.warnings[0]
+    # A TOML float becomes the decimal it prints as, not the binary fraction behind it.
+    path.write_text("[aggregator]\nmax_deviation = 0.03\n")
+    assert str(load_config(path).max_deviation) == "0.03"
+
+
+def test_defaults_of_the_new_keys_are_the_agreed_ones():
+    config = AggregatorConfig()
+    assert config.exchanges == ("binance", "coinbase", "kraken")
+    assert (config.round_deadline, config.max_deviation) == (45, Decimal("0.01"))
+    assert (config.max_flat_minutes, config.method, config.min_sources) == (5, "mean", 2)
+    assert config.min_price == 1000
+    assert config.database == DatabaseConfig()
+    assert (config.database.enabled, config.database.retention_days) == (True, 30)
+    assert config.database.path == Path("data/aggregator.sqlite3")
+
+
+def test_quorum_is_a_deprecated_name_of_min_sources(tmp_path):
+    path = tmp_path / "aggregator.toml"
+    path.write_text("[aggregator]\nquorum = 3\n")
+    config = load_config(path)
+    assert config.min_sources == 3
+    assert config.warnings == (
+        f"{path}: [aggregator] quorum is deprecated; use [aggregator] min_sources",
+    )
+    from_option = load_config(None, {"quorum": "2"})
+    assert from_option.min_sources == 2
+    assert from_option.notices == (
+        "option --quorum is deprecated; use --min-sources (ORACLE_AGGREGATOR_MIN_SOURCES)",
+    )
+
+
+def test_todays_book_keeps_one_exchange_unless_min_sources_is_set():
+    assert AggregatorConfig().quorum == 1  # the original's behaviour until rounds land
+    assert AggregatorConfig(min_sources=2).quorum == 2
+    assert load_config(None, {"min_sources": "3"}).quorum == 3
+
+
+def test_cli_warns_about_deprecated_and_odd_settings(tmp_path, monkeypatch):
+    seen: list[AggregatorConfig] = []
+
+    async def fake_serve(config: AggregatorConfig) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr(cli, "serve", fake_serve)
+    monkeypatch.setattr(cli, "start_logging", lambda *args, **kwargs: None)
+    result = CliRunner().invoke(
+        cli.main, ["--config", os.devnull, "--quorum", "2", "--node-timeout", "30"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "aggregator: warning: option --quorum is deprecated; use --min-sources "
+        "(ORACLE_AGGREGATOR_MIN_SOURCES)",
+        "aggregator: warning: node_timeout = 30 s is shorter than the 60 s between two "
+        "submissions of a node: nodes show as inactive between their submissions",
+    ]
+    assert seen[0].min_sources == 2
+
+
+def test_cli_options_for_the_new_keys(tmp_path, monkeypatch):
+    seen: list[AggregatorConfig] = []
+
+    async def fake_serve(config: AggregatorConfig) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr(cli, "serve", fake_serve)
+    monkeypatch.setattr(cli, "start_logging", lambda *args, **kwargs: None)
+    result = CliRunner().invoke(
+        cli.main,
+        ["--config", os.devnull, "--min-sources", "3", "--method", "median", "--no-history"],
+        env={"ORACLE_AGGREGATOR_DB_PATH": str(tmp_path / "h.db")},
+    )
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert (config.min_sources, config.method) == (3, "median")
+    assert config.database == DatabaseConfig(enabled=False, path=tmp_path / "h.db")
+
+
+def test_help_with_short_flag():
+    result = CliRunner().invoke(cli.main, ["-h"])
+    assert result.exit_code == 0
+    assert "--min-sources" in result.stdout

@@ -153,6 +153,8 @@ def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
             "http://127.0.0.1:9",
             "--log-file",
             str(log_file),
+            "--run-dir",
+            str(tmp_path / "run"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -150,7 +150,8 @@ def test_aggregator_that_cannot_start_is_reported_with_its_log(
     assert result.returncode == 1
     assert "aggregator (PID" in result.stderr
     assert "exited during startup" in result.stderr
-    assert "Invalid value for '--quorum'" in result.stderr  # the tail of logs/aggregator.log
+    # The tail of logs/aggregator.log: the one-line configuration error.
+    assert "environment ORACLE_AGGREGATOR_QUORUM (--quorum): must be an integer" in result.stderr
     assert _pid_files(env) == []
 
 
@@ -165,7 +166,8 @@ def test_node_that_cannot_start_is_reported_and_the_rest_keep_running(
     assert result.returncode == 1
     for exchange in ("binance", "coinbase", "kraken"):
         assert f"the {exchange} node (PID" in result.stderr
-    assert "'chatty' is not one of" in result.stderr
+    assert "ORACLE_NODE_LOG_LEVEL (--log-level): must be one of" in result.stderr
+    assert "got 'chatty'" in result.stderr
     assert "stop_nodes.sh" in result.stderr
     assert _pid_files(env) == ["aggregator.pid"]
 
