@@ -2,9 +2,8 @@
 
 Sources, weakest first: defaults (the original's behaviour), the TOML file (`[aggregator]`,
 `[database]`, `[logging]`), `ORACLE_AGGREGATOR_*` variables, command-line options (`OVERRIDES`).
-The keys the rounds and history work reads (`exchanges`, `round_deadline`, `max_deviation`,
-`max_flat_minutes`, `method`, `min_sources`, `min_price`, `[database]`) are declared here with the
-rest, so a mistake in them stops the aggregator at startup like any other.
+The keys the rounds and history work reads (`exchanges` to `min_price`, `[database]`) are
+declared here with the rest, so a mistake in them stops the aggregator like any other.
 """
 
 from __future__ import annotations
@@ -43,57 +42,49 @@ ENV_PREFIX: Final = "ORACLE_AGGREGATOR_"
 class AggregatorSettings(Table):
     """`[aggregator]`: where to listen and the rules a submission and a price must pass."""
 
-    # 0.0.0.0:50051 is the original's hard-coded address; nodes on other hosts need it.
-    host: HostName = Field("0.0.0.0", description="Address to listen on")
-    port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
-    node_timeout: Seconds = Field(
-        120.0, ge=1, le=86400, description="Seconds a node stays active after its last submission"
-    )
-    # Below the 60 s between two candles a price would go stale before the next one arrives.
-    staleness: Seconds = Field(
-        120.0, ge=MINUTE, le=86400, description="Seconds a price counts after its candle closed"
-    )
-    lateness: Seconds = Field(
-        600.0, ge=MINUTE, le=86400, description="Reports of candles closed longer ago are refused"
-    )
-    max_future: Seconds = Field(
-        120.0, ge=0, le=120, description="Timestamps further in the future are refused"
-    )
-    close_skew: Seconds = Field(
-        5.0, ge=0, le=60, description="A candle counts once closed by our clock, give or take this"
-    )
+    host: HostName = "0.0.0.0"  # the original's address: nodes on other hosts need it
+    """Address to listen on"""
+    port: int = Field(50051, ge=0, le=65535)
+    """gRPC port (0: any free port)"""
+    node_timeout: Seconds = Field(120.0, ge=1, le=86400)
+    """Seconds a node stays active after its last submission"""
+    staleness: Seconds = Field(120.0, ge=MINUTE, le=86400)  # below 60 s, stale between candles
+    """Seconds a price counts after its candle closed"""
+    lateness: Seconds = Field(600.0, ge=MINUTE, le=86400)
+    """Reports of candles closed longer ago are refused"""
+    max_future: Seconds = Field(120.0, ge=0, le=120)
+    """Timestamps further in the future are refused"""
+    close_skew: Seconds = Field(5.0, ge=0, le=60)
+    """A candle counts once closed by our clock, give or take this"""
     # The ceiling also keeps a hostile price from overflowing decimal arithmetic in the book.
-    max_price: float = Field(
-        10_000_000.0, gt=0, le=1e12, allow_inf_nan=False, description="Higher prices are refused"
-    )
-    min_price: float = Field(
-        1000.0, gt=0, le=1e12, allow_inf_nan=False, description="Lower prices are refused"
-    )
-    window: int = Field(100, ge=1, le=100_000, description="Observations kept per exchange")
-    max_nodes: int = Field(
-        1024, ge=1, le=1_000_000, description="Node table bound (inactive nodes make room)"
-    )
-    simulate: bool = Field(False, description="Accept only simulated prices; answers say SIMULATED")
-    grace_seconds: Seconds = Field(
-        5.0, ge=0.1, le=300, description="Seconds in-flight calls get after SIGTERM/SIGINT"
-    )
-    max_message_bytes: int = Field(
-        64 * 1024, ge=1024, le=4 * 1024 * 1024, description="Largest request accepted"
-    )
+    max_price: float = Field(10_000_000.0, gt=0, le=1e12, allow_inf_nan=False)
+    """Higher prices are refused"""
+    min_price: float = Field(1000.0, gt=0, le=1e12, allow_inf_nan=False)
+    """Lower prices are refused"""
+    window: int = Field(100, ge=1, le=100_000)
+    """Observations kept per exchange"""
+    max_nodes: int = Field(1024, ge=1, le=1_000_000)
+    """Node table bound (inactive nodes make room)"""
+    simulate: bool = False
+    """Accept only simulated prices; answers say SIMULATED"""
+    grace_seconds: Seconds = Field(5.0, ge=0.1, le=300)
+    """Seconds in-flight calls get after SIGTERM/SIGINT"""
+    max_message_bytes: int = Field(64 * 1024, ge=1024, le=4 * 1024 * 1024)
+    """Largest request accepted"""
     exchanges: Annotated[tuple[ExchangeName, ...], TomlList, NoRepeats] = Field(
-        EXCHANGES, min_length=1, description="Exchanges a round waits for"
+        EXCHANGES, min_length=1
     )
-    round_deadline: Seconds = Field(
-        45.0, ge=1, le=3600, description="Seconds after the candle closed a round closes anyway"
-    )
-    max_deviation: DecimalSetting = Field(
-        Decimal("0.01"), gt=0, le=Decimal("0.5"), description="Inputs further from the median out"
-    )
-    max_flat_minutes: int = Field(
-        5, ge=1, le=1440, description="Minutes a venue may repeat its price while others move"
-    )
-    method: Literal["mean", "median"] = Field("mean", description="How kept inputs combine")
-    min_sources: int = Field(2, ge=1, le=16, description="Kept inputs for status OK")
+    """Exchanges a round waits for"""
+    round_deadline: Seconds = Field(45.0, ge=1, le=3600)
+    """Seconds after the candle closed a round closes anyway"""
+    max_deviation: DecimalSetting = Field(Decimal("0.01"), gt=0, le=Decimal("0.5"))
+    """Inputs further than this fraction from the median are excluded"""
+    max_flat_minutes: int = Field(5, ge=1, le=1440)
+    """Minutes a venue may repeat its price while the others move"""
+    method: Literal["mean", "median"] = "mean"
+    """How the kept inputs combine"""
+    min_sources: int = Field(2, ge=1, le=16)
+    """Kept inputs for status OK (fewer: DEGRADED)"""
 
     @model_validator(mode="after")
     def _consistent(self) -> AggregatorSettings:
@@ -110,8 +101,7 @@ class AggregatorSettings(Table):
         if self.min_sources > len(self.exchanges):
             raise ConflictError(
                 ("min_sources",),
-                f"{self.min_sources} can never be met with {len(self.exchanges)} exchange(s) "
-                "in exchanges",
+                f"{self.min_sources} can never be met with {len(self.exchanges)} exchange(s)",
             )
         return self
 
@@ -119,9 +109,12 @@ class AggregatorSettings(Table):
 class DatabaseConfig(Table):
     """`[database]`: durable history, read by the history work (SQLite, WAL)."""
 
-    enabled: bool = Field(True, description="Keep history on disk; false: in memory only")
-    path: FilePath = Field(Path("data/aggregator.sqlite3"), description="SQLite database file")
-    retention_days: int = Field(30, ge=1, le=3650, description="Days of history kept")
+    enabled: bool = True
+    """Keep history on disk; false: in memory only"""
+    path: FilePath = Path("data/aggregator.sqlite3")
+    """SQLite database file"""
+    retention_days: int = Field(30, ge=1, le=3650)
+    """Days of history kept"""
 
 
 class AggregatorFile(Table):
@@ -137,8 +130,10 @@ class AggregatorConfig(AggregatorSettings):
 
     database: DatabaseConfig = DatabaseConfig()
     logging: LoggingConfig = LoggingConfig()
-    source: str = Field("defaults", description="The file the settings came from")
-    notices: tuple[str, ...] = Field((), description="Deprecations to warn about at startup")
+    source: str = "defaults"
+    """The file the settings came from"""
+    notices: tuple[str, ...] = ()
+    """Deprecations found while loading, warned about at startup"""
 
     @property
     def log_level(self) -> str:
@@ -150,18 +145,17 @@ class AggregatorConfig(AggregatorSettings):
 
     @property
     def quorum(self) -> int:
-        """Fresh exchanges today's book needs for a price; replaced by `min_sources`' rule.
+        """Fresh exchanges today's book needs for a price, until the rounds work reads min_sources.
 
-        `min_sources` (default 2) is the threshold for status OK in the rounds work, where fewer
-        inputs still give a (DEGRADED) price. Until that lands the book has no DEGRADED price to
-        serve, so it keeps the original's rule, one exchange, unless `min_sources` (or the old
-        `quorum`) was set explicitly.
+        There, fewer than `min_sources` inputs still give a (DEGRADED) price; today's book has no
+        such price to serve, so it keeps the original's rule, one exchange, unless `min_sources`
+        (or the old `quorum`) was set explicitly.
         """
         return self.min_sources if "min_sources" in self.model_fields_set else 1
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """Settings that are allowed but probably not meant, to log loudly at startup."""
+        """Settings allowed but probably not meant, logged loudly at startup."""
         found = list(self.notices)
         if self.node_timeout < MINUTE:
             found.append(
@@ -175,26 +169,32 @@ class AggregatorConfig(AggregatorSettings):
 
 
 OVERRIDES: Final = (
-    Override("--host", ("aggregator", "host"), f"{ENV_PREFIX}HOST"),
-    Override("--port", ("aggregator", "port"), f"{ENV_PREFIX}PORT"),
-    Override("--log-file", ("logging", "file"), f"{ENV_PREFIX}LOG_FILE"),
-    Override("--log-level", ("logging", "level"), f"{ENV_PREFIX}LOG_LEVEL"),
-    Override("--simulate/--no-simulate", ("aggregator", "simulate"), f"{ENV_PREFIX}SIMULATE"),
-    Override("--node-timeout", ("aggregator", "node_timeout"), f"{ENV_PREFIX}NODE_TIMEOUT"),
-    Override("--staleness", ("aggregator", "staleness"), f"{ENV_PREFIX}STALENESS"),
-    Override("--min-sources", ("aggregator", "min_sources"), f"{ENV_PREFIX}MIN_SOURCES"),
-    Override(
+    *(
+        Override.named(ENV_PREFIX, option, key)
+        for option, key in (
+            ("--host", ("aggregator", "host")),
+            ("--port", ("aggregator", "port")),
+            ("--log-file", ("logging", "file")),
+            ("--log-level", ("logging", "level")),
+            ("--simulate/--no-simulate", ("aggregator", "simulate")),
+            ("--node-timeout", ("aggregator", "node_timeout")),
+            ("--staleness", ("aggregator", "staleness")),
+            ("--min-sources", ("aggregator", "min_sources")),
+            ("--method", ("aggregator", "method")),
+            ("--grace", ("aggregator", "grace_seconds")),
+            ("--db-path", ("database", "path")),
+            ("--history/--no-history", ("database", "enabled")),
+        )
+    ),
+    Override.named(
+        ENV_PREFIX,
         "--quorum",
         ("aggregator", "min_sources"),
-        f"{ENV_PREFIX}QUORUM",
         help="Deprecated name of --min-sources",
         deprecated=f"--min-sources ({ENV_PREFIX}MIN_SOURCES)",
     ),
-    Override("--method", ("aggregator", "method"), f"{ENV_PREFIX}METHOD"),
-    Override("--grace", ("aggregator", "grace_seconds"), f"{ENV_PREFIX}GRACE"),
-    Override("--db-path", ("database", "path"), f"{ENV_PREFIX}DB_PATH"),
-    Override("--history/--no-history", ("database", "enabled"), f"{ENV_PREFIX}HISTORY"),
 )
+
 _RENAMED: Final = {("aggregator", "quorum"): ("aggregator", "min_sources")}
 
 
@@ -203,11 +203,7 @@ def load_config(
     given: Mapping[str, object] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> AggregatorConfig:
-    """Read `path` (None: defaults only), apply options (`given`) and `environ`, validate all.
-
-    An unknown table or key is an error rather than ignored: a typo must not silently fall back
-    to a default on a production oracle.
-    """
+    """Read `path` (None: defaults only), apply options (`given`) and `environ`, validate all."""
     source = str(path) if path is not None else "defaults"
     document = read_toml(path) if path is not None else {}
     notices = rename_deprecated(document, _RENAMED, source)

@@ -91,7 +91,10 @@ CommandT = TypeVar("CommandT", bound=Callable[..., Any])
 class Table(BaseModel):
     """Base of every settings model: strict types, unknown keys refused, immutable once built."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    # A field's docstring is its help text (`--help`, README), written once beside it.
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, use_attribute_docstrings=True
+    )
 
 
 class ConflictError(ValueError):
@@ -108,6 +111,16 @@ class ConflictError(ValueError):
 
 
 # --- reusable field types ------------------------------------------------------------------------
+
+
+def checked(check: Callable[[Any], object]) -> AfterValidator:
+    """A validator from a function that raises ValueError on a bad value (its message is shown)."""
+
+    def run(value: Any) -> Any:  # noqa: ANN401  # any field type
+        check(value)
+        return value
+
+    return AfterValidator(run)
 
 
 def _decimal_from_toml(value: object) -> object:
@@ -198,8 +211,10 @@ LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValidat
 class LoggingConfig(Table):
     """`[logging]`: every service's log level and optional JSON log file."""
 
-    level: LogLevel = Field("info", description="Log level")
-    file: FilePath | None = Field(None, description="Append JSON log lines to this file")
+    level: LogLevel = "info"
+    """Log level"""
+    file: FilePath | None = None
+    """Append JSON log lines to this file"""
 
 
 # --- reading the file ----------------------------------------------------------------------------
@@ -292,6 +307,12 @@ class Override:
     envvar: str | None = None
     deprecated: str | None = None
     help: str | None = None
+
+    @classmethod
+    def named(cls, prefix: str, option: str, key: Key, **extra: str) -> Override:
+        """The option with its variable named after it: `--node-timeout`, `<prefix>NODE_TIMEOUT`."""
+        variable = prefix + option.split("/", 1)[0].lstrip("-").replace("-", "_").upper()
+        return cls(option, key, variable, **extra)
 
     @property
     def name(self) -> str:
@@ -584,6 +605,9 @@ def allowed(field: FieldInfo, *, item: bool = False) -> str:
     units = [item for item in field.metadata if isinstance(item, _Unit)]
     if units and kind == "a number":
         kind = f"a number of {units[0]}"
+    steps = [item for item in field.metadata if isinstance(item, annotated_types.MultipleOf)]
+    if steps:
+        kind = f"{kind} multiple of {number_text(steps[0].multiple_of)}"
     limits = _limits(field.metadata, unit="characters")
     return f"{kind} {limits}" if limits else kind
 

@@ -34,25 +34,20 @@ ENV_PREFIX: Final = "ORACLE_SIM_"
 class SimSettings(Table):
     """`[simulator]`: where to listen and which prices to make."""
 
-    host: HostName = Field(
-        "127.0.0.1", description="Address to bind; anything but loopback is warned about loudly"
-    )
-    port: int = Field(
-        DEFAULT_PORT, ge=0, le=65535, description="Port to bind; 0 picks a free one (see banner)"
-    )
-    port_file: FilePath | None = Field(None, description="Write the bound port number here")
-    seed: int = Field(
-        42, ge=0, le=2**63 - 1, description="Seed of the price walk; same seed, same candles"
-    )
-    price: DecimalSetting = Field(
-        Decimal(100000), gt=0, le=Decimal(10**9), description="Level the BTC price wanders around"
-    )
-    volatility: float = Field(
-        0.0004, ge=0, lt=0.05, allow_inf_nan=False, description="Per-minute log-volatility"
-    )
-    coinbase_lag_seconds: Seconds = Field(
-        5.0, ge=0, le=600, description="Coinbase publishes a closed minute this long after it"
-    )
+    host: HostName = "127.0.0.1"
+    """Address to bind; anything but loopback is warned about loudly"""
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    """Port to bind; 0 picks a free one (see the banner)"""
+    port_file: FilePath | None = None
+    """Write the bound port number to this file"""
+    seed: int = Field(42, ge=0, le=2**63 - 1)
+    """Seed of the price walk; same seed, same candles"""
+    price: DecimalSetting = Field(Decimal(100000), gt=0, le=Decimal(10**9))
+    """Level the BTC price wanders around"""
+    volatility: float = Field(0.0004, ge=0, lt=0.05, allow_inf_nan=False)
+    """Per-minute log-volatility of the walk"""
+    coinbase_lag_seconds: Seconds = Field(5.0, ge=0, le=600)
+    """Coinbase publishes a closed minute only this long after its close"""
 
 
 class SimFile(Table):
@@ -65,27 +60,26 @@ class SimFile(Table):
 class SimConfig(SimSettings):
     """What the simulator runs with: `[simulator]` flat, the faults to start with, logging."""
 
-    startup_faults: tuple[dict[str, Any], ...] = Field(
-        (), description="`POST /_sim/faults` bodies applied at startup"
-    )
+    startup_faults: tuple[dict[str, Any], ...] = ()
+    """`POST /_sim/faults` bodies applied at startup"""
     logging: LoggingConfig = LoggingConfig()
-    source: str = Field("defaults", description="The file the settings came from")
+    source: str = "defaults"
+    """The file the settings came from"""
 
 
-OVERRIDES: Final = (
-    Override("--host", ("simulator", "host"), f"{ENV_PREFIX}HOST"),
-    Override("--port", ("simulator", "port"), f"{ENV_PREFIX}PORT"),
-    Override("--port-file", ("simulator", "port_file"), f"{ENV_PREFIX}PORT_FILE"),
-    Override("--seed", ("simulator", "seed"), f"{ENV_PREFIX}SEED"),
-    Override("--price", ("simulator", "price"), f"{ENV_PREFIX}PRICE"),
-    Override("--volatility", ("simulator", "volatility"), f"{ENV_PREFIX}VOLATILITY"),
-    Override(
-        "--coinbase-lag-seconds",
-        ("simulator", "coinbase_lag_seconds"),
-        f"{ENV_PREFIX}COINBASE_LAG_SECONDS",
-    ),
-    Override("--log-file", ("logging", "file"), f"{ENV_PREFIX}LOG_FILE"),
-    Override("--log-level", ("logging", "level"), f"{ENV_PREFIX}LOG_LEVEL"),
+OVERRIDES: Final = tuple(
+    Override.named(ENV_PREFIX, option, key)
+    for option, key in (
+        ("--host", ("simulator", "host")),
+        ("--port", ("simulator", "port")),
+        ("--port-file", ("simulator", "port_file")),
+        ("--seed", ("simulator", "seed")),
+        ("--price", ("simulator", "price")),
+        ("--volatility", ("simulator", "volatility")),
+        ("--coinbase-lag-seconds", ("simulator", "coinbase_lag_seconds")),
+        ("--log-file", ("logging", "file")),
+        ("--log-level", ("logging", "level")),
+    )
 )
 
 

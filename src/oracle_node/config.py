@@ -2,10 +2,8 @@
 
 The file keeps the original layout (`[oracle]` node_id / aggregator_url / fetch_interval, one table
 per exchange with api_url / symbol / timeout / max_retries, `[sources]` enabled, `[logging]` level)
-so an operator's existing files still load, extended with new keys. Every table is validated,
-those of the exchanges this node does not run included, before anything starts: a node that runs
-with a silently ignored setting is worse than one that refuses to start. The file is validated as
-`NodeFile`; what the node runs with is the smaller `NodeConfig`, built from it.
+so existing files still load. The file is validated whole as `NodeFile`, the tables of exchanges
+this node does not run included; the node runs with the smaller `NodeConfig` built from it.
 """
 
 from __future__ import annotations
@@ -31,25 +29,19 @@ from common.settings import (
     Seconds,
     Table,
     TomlList,
+    checked,
     layer,
     number_text,
     read_toml,
     validate,
 )
-from common.timeutil import MINUTE
 from oracle_node.exchanges import get_adapter, quote_of
 from oracle_node.validation import PriceBounds
 
 DEFAULT_CONFIG_PATH: Final = Path("config/oracle-node.toml")
-DEFAULT_AGGREGATOR_URL: Final = "http://localhost:50051"
 DEFAULT_USER_AGENT: Final = "btcfi-oracle-node/0.1 (python-httpx)"
-# The venue's USDT/USD pair, whose closes the aggregator uses to turn USDT prices into USD;
-# Binance has no USD market, so it collects none by default.
-DEFAULT_USDT_RATE_SYMBOL: Final[dict[str, str]] = {
-    "binance": "",
-    "coinbase": "USDT-USD",
-    "kraken": "USDTUSD",
-}
+# The pair whose closes let the aggregator turn USDT prices into USD; Binance has no USD market.
+DEFAULT_USDT_RATE_SYMBOL: Final = {"binance": "", "coinbase": "USDT-USD", "kraken": "USDTUSD"}
 
 
 def grpc_target(url: str) -> str:
@@ -68,25 +60,13 @@ def grpc_target(url: str) -> str:
     return text
 
 
-def _node_id(value: str) -> str:
+def _node_id(value: str) -> None:
     # The aggregator's own rule: an id it refuses would cost every minute's submission.
     if not 0 < len(value) <= MAX_ID_LENGTH or NODE_ID_PATTERN.fullmatch(value) is None:
         raise ValueError(
             f"must be 1 to {MAX_ID_LENGTH} characters, {NODE_ID_RULE} (the aggregator refuses "
             "any other id)"
         )
-    return value
-
-
-def _aggregator_url(value: str) -> str:
-    grpc_target(value)
-    return value
-
-
-def _interval(value: int) -> int:
-    if not 0 < value <= 86400 or value % MINUTE:
-        raise ValueError("must be a positive multiple of 60 seconds, at most 86400")
-    return value
 
 
 def _api_url(value: str) -> str:
@@ -97,117 +77,109 @@ def _api_url(value: str) -> str:
     return url
 
 
-def _symbol(value: str) -> str:
-    if not 0 < len(value) <= 32 or not value.replace("-", "").replace("/", "").isalnum():
+def _pair(value: str) -> bool:
+    return 0 < len(value) <= 32 and value.replace("-", "").isalnum()
+
+
+def _btc_symbol(value: str) -> None:
+    if not _pair(value):
         raise ValueError("must be the venue's pair symbol, e.g. 'BTCUSDT', 'BTC-USD', 'XBTUSD'")
     try:
         quote_of(value)
     except ValueError:
         raise ValueError("is not quoted in USD or USDT (e.g. 'BTCUSDT', 'BTC-USD')") from None
-    return value
 
 
-def _rate_symbol(value: str) -> str:
-    if value and (len(value) > 32 or not value.replace("-", "").replace("/", "").isalnum()):
+def _rate_symbol(value: str) -> None:
+    if value and not _pair(value):
         raise ValueError("must be the venue's USDT/USD symbol (e.g. 'USDTUSD'), or '' for none")
-    return value
 
 
-def _user_agent(value: str) -> str:
+def _user_agent(value: str) -> None:
     if not 0 < len(value) <= 200 or not value.isprintable():
         raise ValueError("must be 1 to 200 printable characters")
-    return value
 
 
 class OracleSettings(Table):
     """`[oracle]`: who this node is, what it collects and where it submits."""
 
-    node_id: Annotated[str, AfterValidator(_node_id)] | None = Field(
-        None, description='Node id sent with every submission  [default: "<exchange>-node"]'
-    )
-    exchange: ExchangeName | None = Field(
-        None, description="Exchange to collect from  [default: [sources] enabled, else binance]"
-    )
-    aggregator_url: Annotated[str, AfterValidator(_aggregator_url)] = Field(
-        DEFAULT_AGGREGATOR_URL, description="gRPC aggregator, http://host:port or host:port"
-    )
-    fetch_interval: Annotated[int, AfterValidator(_interval)] = Field(
-        MINUTE, description="Collection interval in seconds, a positive multiple of 60"
-    )
-    fetch_offset_seconds: Seconds = Field(
-        0.0, ge=0, le=10, description="Start each collection this long after XX:00"
-    )
-    fetch_deadline_seconds: Seconds = Field(
-        45.0, gt=0, lt=MINUTE, description="A minute not published by XX:<this> is skipped"
-    )
-    simulate: bool = Field(
-        False, description="Use the exchange simulator only; submissions are marked simulated"
-    )
-    buffer_size: int = Field(
-        10, ge=1, le=10_000, description="Unsent observations kept while the aggregator is down"
-    )
-    submit_timeout: Seconds = Field(5.0, gt=0, le=60, description="Seconds per SubmitPrice")
-    submit_retries: int = Field(2, ge=0, le=10, description="Quick retries on UNAVAILABLE")
-    shutdown_grace_seconds: Seconds = Field(
-        5.0, ge=0, le=60, description="On SIGINT/SIGTERM, time the in-flight minute gets"
-    )
-    run_dir: DirPath = Field(
-        Path("run"), description="Directory of the lock that keeps a node id to one process"
-    )
+    node_id: Annotated[str, checked(_node_id)] | None = None
+    """Node id sent with every submission  [default: "<exchange>-node"]"""
+    exchange: ExchangeName | None = None
+    """Exchange to collect from  [default: [sources] enabled, else binance]"""
+    aggregator_url: Annotated[str, checked(grpc_target)] = "http://localhost:50051"
+    """gRPC aggregator, http://host:port or host:port"""
+    fetch_interval: int = Field(60, ge=60, le=86400, multiple_of=60)
+    """Collection interval in seconds"""
+    fetch_offset_seconds: Seconds = Field(0.0, ge=0, le=10)
+    """Start each collection this long after XX:00"""
+    fetch_deadline_seconds: Seconds = Field(45.0, gt=0, lt=60)
+    """A minute not published this long after XX:00 is skipped"""
+    simulate: bool = False
+    """Use the exchange simulator only; submissions are marked simulated"""
+    buffer_size: int = Field(10, ge=1, le=10_000)
+    """Unsent observations kept while the aggregator is down"""
+    submit_timeout: Seconds = Field(5.0, gt=0, le=60)
+    """Seconds per SubmitPrice call"""
+    submit_retries: int = Field(2, ge=0, le=10)
+    """Quick retries on UNAVAILABLE before buffering"""
+    shutdown_grace_seconds: Seconds = Field(5.0, ge=0, le=60)
+    """On SIGINT/SIGTERM, time the in-flight minute gets"""
+    run_dir: DirPath = Path("run")
+    """Directory of the lock that keeps a node id to one process"""
 
     @model_validator(mode="after")
     def _deadline_after_offset(self) -> OracleSettings:
         if self.fetch_deadline_seconds <= self.fetch_offset_seconds:
+            offset = number_text(self.fetch_offset_seconds)
             raise ConflictError(
-                ("fetch_deadline_seconds",),
-                f"must be above fetch_offset_seconds = {number_text(self.fetch_offset_seconds)}",
+                ("fetch_deadline_seconds",), f"must be above fetch_offset_seconds = {offset}"
             )
         return self
 
 
 class SourcesSettings(Table):
-    """`[sources]`: the original's list of the exchange(s) a file is for."""
+    """`[sources]`: the original's list of the exchange a file is for."""
 
-    enabled: Annotated[tuple[ExchangeName, ...], TomlList, NoRepeats] = Field(
-        (), description="The exchange this file configures (one node serves one exchange)"
-    )
+    enabled: Annotated[tuple[ExchangeName, ...], TomlList, NoRepeats] = ()
+    """The exchange this file configures (a node serves one)"""
 
 
 class VenueSettings(Table):
     """`[binance]`, `[coinbase]`, `[kraken]`: one exchange's API and retry policy."""
 
-    api_url: Annotated[str, AfterValidator(_api_url)] | None = Field(
-        None, description="Exchange base URL  [default: the venue's public API]"
-    )
-    symbol: Annotated[str, AfterValidator(_symbol)] | None = Field(
-        None, description="BTC pair, quoted in USD or USDT  [default: the venue's usual pair]"
-    )
-    timeout: Seconds = Field(10.0, gt=0, le=60, description="Seconds per HTTP request")
-    max_retries: int = Field(3, ge=0, le=20, description="Retries after the first attempt")
-    backoff_initial: Seconds = Field(1.0, gt=0, le=30, description="First retry delay")
-    backoff_max: Seconds = Field(10.0, gt=0, le=60, description="Longest retry delay")
-    user_agent: Annotated[str, AfterValidator(_user_agent)] = Field(
-        DEFAULT_USER_AGENT, description="HTTP User-Agent (Coinbase refuses requests without one)"
-    )
-    usdt_rate_symbol: Annotated[str, AfterValidator(_rate_symbol)] | None = Field(
-        None, description="The venue's USDT/USD pair to collect too; '' for none"
-    )
+    api_url: Annotated[str, AfterValidator(_api_url)] | None = None
+    """Exchange base URL  [default: the venue's public API]"""
+    symbol: Annotated[str, checked(_btc_symbol)] | None = None
+    """BTC pair, quoted in USD or USDT  [default: the venue's usual pair]"""
+    timeout: Seconds = Field(10.0, gt=0, le=60)
+    """Seconds per HTTP request"""
+    max_retries: int = Field(3, ge=0, le=20)
+    """Retries after the first attempt"""
+    backoff_initial: Seconds = Field(1.0, gt=0, le=30)
+    """First retry delay; doubles per retry, plus jitter"""
+    backoff_max: Seconds = Field(10.0, gt=0, le=60)
+    """Longest retry delay"""
+    user_agent: Annotated[str, checked(_user_agent)] = DEFAULT_USER_AGENT
+    """HTTP User-Agent (Coinbase refuses requests without one)"""
+    usdt_rate_symbol: Annotated[str, checked(_rate_symbol)] | None = None
+    """The venue's USDT/USD pair, collected too; '' for none"""
 
     @model_validator(mode="after")
     def _backoff_order(self) -> VenueSettings:
         if self.backoff_max < self.backoff_initial:
-            raise ConflictError(
-                ("backoff_max",),
-                f"must be at least backoff_initial = {number_text(self.backoff_initial)}",
-            )
+            initial = number_text(self.backoff_initial)
+            raise ConflictError(("backoff_max",), f"must be at least backoff_initial = {initial}")
         return self
 
 
 class PriceLimits(Table):
     """`[validation]`: closes outside [min_price, max_price] are not submitted."""
 
-    min_price: DecimalSetting = Field(PriceBounds.min_price, gt=0, description="Lowest close")
-    max_price: DecimalSetting = Field(PriceBounds.max_price, gt=0, description="Highest close")
+    min_price: DecimalSetting = Field(PriceBounds.min_price, gt=0)
+    """Lowest close submitted"""
+    max_price: DecimalSetting = Field(PriceBounds.max_price, gt=0)
+    """Highest close submitted"""
 
     @model_validator(mode="after")
     def _ordered(self) -> PriceLimits:
@@ -217,7 +189,7 @@ class PriceLimits(Table):
 
 
 class NodeFile(Table):
-    """The file's layout: one field per table, every exchange's table always validated."""
+    """The file's layout: one field per table, every exchange's table validated."""
 
     oracle: OracleSettings = OracleSettings()
     sources: SourcesSettings = SourcesSettings()
@@ -243,52 +215,45 @@ class NodeFile(Table):
 
     def venue(self) -> ExchangeName:
         """The exchange run: [oracle] exchange, else [sources]' one entry, else binance."""
-        if self.oracle.exchange is not None:
-            return self.oracle.exchange
-        return self.sources.enabled[0] if self.sources.enabled else "binance"
+        return self.oracle.exchange or (self.sources.enabled or ("binance",))[0]
 
 
-_VENUE_DEFAULTS: Final = VenueSettings()
+_VENUE: Final = VenueSettings()  # the declared defaults, for code that builds settings directly
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with jitter for one fetch: `max_retries` retries after the first try."""
 
-    max_retries: int = _VENUE_DEFAULTS.max_retries
-    backoff_initial: float = _VENUE_DEFAULTS.backoff_initial
-    backoff_max: float = _VENUE_DEFAULTS.backoff_max
+    max_retries: int = _VENUE.max_retries
+    backoff_initial: float = _VENUE.backoff_initial
+    backoff_max: float = _VENUE.backoff_max
 
 
 @dataclass(frozen=True)
 class ExchangeSettings:
-    """Where and what to fetch for one exchange (defaults: `VenueSettings`' declarations)."""
+    """Where and what to fetch for one exchange."""
 
     name: str
     api_url: str
     symbol: str
     quote: str
-    timeout: float = _VENUE_DEFAULTS.timeout
+    timeout: float = _VENUE.timeout
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    user_agent: str = _VENUE_DEFAULTS.user_agent
+    user_agent: str = _VENUE.user_agent
     usdt_rate_symbol: str = ""
 
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """Everything one node process runs with, built from a validated `NodeFile`.
-
-    `fetch_offset` delays each collection by a few seconds after the minute boundary (default 0:
-    collection starts at XX:00); `fetch_deadline` is how many seconds after the boundary a minute
-    that is not yet published (Coinbase lag) is still polled for before it is skipped.
-    """
+    """What one node process runs with: `[oracle]` under the names the node uses, one venue."""
 
     node_id: str
     exchange: ExchangeSettings
     aggregator_url: str
     interval: int
-    fetch_offset: float
-    fetch_deadline: float
+    fetch_offset: float  # collection starts this long after XX:00
+    fetch_deadline: float  # a minute not published by XX:<this> (Coinbase lag) is skipped
     bounds: PriceBounds
     simulate: bool
     buffer_size: int
@@ -328,63 +293,55 @@ class Overrides:
     run_dir: object = None
 
 
+def _option(option: str, key: tuple[str, str], **extra: str) -> Override:
+    return Override.named("ORACLE_NODE_", option, key, **extra)
+
+
 OVERRIDES: Final = (
-    Override("--exchange", ("oracle", "exchange"), "ORACLE_NODE_EXCHANGE"),
+    _option("--exchange", ("oracle", "exchange")),
     Override("--node-id", ("oracle", "node_id"), "ORACLE_NODE_ID"),
-    Override("--aggregator-url", ("oracle", "aggregator_url"), "ORACLE_NODE_AGGREGATOR_URL"),
-    Override("--interval", ("oracle", "fetch_interval"), "ORACLE_NODE_INTERVAL"),
-    Override("--simulate/--no-simulate", ("oracle", "simulate"), "ORACLE_NODE_SIMULATE"),
-    Override(
+    _option("--aggregator-url", ("oracle", "aggregator_url")),
+    _option("--interval", ("oracle", "fetch_interval")),
+    _option("--simulate/--no-simulate", ("oracle", "simulate")),
+    _option(
         "--api-url",
         (EXCHANGE_TABLE, "api_url"),
-        "ORACLE_NODE_API_URL",
-        help="Exchange base URL, overriding the config (e.g. the simulator's "
-        "http://127.0.0.1:8099)",
+        help="Exchange base URL, overriding the config (e.g. http://127.0.0.1:8099)",
     ),
-    Override("--log-file", ("logging", "file"), "ORACLE_NODE_LOG_FILE"),
-    Override("--log-level", ("logging", "level"), "ORACLE_NODE_LOG_LEVEL"),
-    Override("--run-dir", ("oracle", "run_dir"), "ORACLE_RUN_DIR"),
+    _option("--log-file", ("logging", "file")),
+    _option("--log-level", ("logging", "level")),
+    Override("--run-dir", ("oracle", "run_dir"), "ORACLE_RUN_DIR"),  # the run scripts' variable
 )
 
 
 def load_config(
-    path: Path | None,
-    overrides: Overrides | None = None,
-    environ: Mapping[str, str] | None = None,
+    path: Path | None, overrides: Overrides | None = None, environ: Mapping[str, str] | None = None
 ) -> NodeConfig:
     """Read `path` (None: built-in defaults only), apply `overrides` and `environ`, validate all."""
     source = str(path) if path is not None else "<defaults>"
     document = read_toml(path) if path is not None else {}
-    given = dataclasses.asdict(overrides or Overrides())
+    given, env = dataclasses.asdict(overrides or Overrides()), environ or {}
     # Two passes: `--api-url` goes to the table of the exchange the node runs, known only once
     # `--exchange`, `[oracle] exchange` and `[sources]` have been read and validated.
-    first = layer(NodeFile, document, OVERRIDES, given, environ or {})
-    venue = validate(NodeFile, first, source).venue()
-    layers = layer(
-        NodeFile, document, OVERRIDES, given, environ or {}, tables={EXCHANGE_TABLE: venue}
-    )
-    return _node_config(validate(NodeFile, layers, source), path)
-
-
-def _node_config(parsed: NodeFile, path: Path | None) -> NodeConfig:
-    name = parsed.venue()
-    table: VenueSettings = getattr(parsed, name)
-    adapter = get_adapter(name)
+    venue = validate(NodeFile, layer(NodeFile, document, OVERRIDES, given, env), source).venue()
+    layers = layer(NodeFile, document, OVERRIDES, given, env, tables={EXCHANGE_TABLE: venue})
+    parsed = validate(NodeFile, layers, source)
+    table: VenueSettings = getattr(parsed, venue)
+    adapter, oracle = get_adapter(venue), parsed.oracle
     symbol = table.symbol or adapter.default_symbol
-    rate_symbol = table.usdt_rate_symbol
+    rate = table.usdt_rate_symbol
     exchange = ExchangeSettings(
-        name=name,
+        name=venue,
         api_url=table.api_url or adapter.default_api_url,
         symbol=symbol,
         quote=quote_of(symbol),
         timeout=table.timeout,
         retry=RetryPolicy(table.max_retries, table.backoff_initial, table.backoff_max),
         user_agent=table.user_agent,
-        usdt_rate_symbol=DEFAULT_USDT_RATE_SYMBOL[name] if rate_symbol is None else rate_symbol,
+        usdt_rate_symbol=DEFAULT_USDT_RATE_SYMBOL[venue] if rate is None else rate,
     )
-    oracle = parsed.oracle
     return NodeConfig(
-        node_id=oracle.node_id or f"{name}-node",
+        node_id=oracle.node_id or f"{venue}-node",
         exchange=exchange,
         aggregator_url=oracle.aggregator_url,
         interval=oracle.fetch_interval,

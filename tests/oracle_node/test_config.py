@@ -167,8 +167,11 @@ def test_no_file_means_defaults() -> None:
         ("[oracle]\nnode_idd = 'x'\n", r"\[oracle\] unknown key 'node_idd'"),
         ("[binance]\napi_key = 'x'\n", r"\[binance\] unknown key 'api_key'"),
         ("[exchange]\nx = 1\n", r"unknown table \[exchange\]"),
-        ("[oracle]\nfetch_interval = 90\n", r"\[oracle\] fetch_interval: must be a positive"),
-        ("[oracle]\nfetch_interval = 0\n", r"fetch_interval: must be a positive multiple of 60"),
+        (
+            "[oracle]\nfetch_interval = 90\n",
+            r"\[oracle\] fetch_interval: must be an integer multiple of 60 from 60",
+        ),
+        ("[oracle]\nfetch_interval = 0\n", r"fetch_interval: must be an integer multiple of 60"),
         ("[oracle]\nfetch_interval = '60'\n", r"fetch_interval: must be an integer"),
         ("[oracle]\nexchange = 'bitstamp'\n", r"\[oracle\] exchange: must be one of"),
         ("[oracle]\naggregator_url = 'https://x:1'\n", r"aggregator_url: scheme 'https'"),
@@ -217,7 +220,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (Overrides(interval=90), "option --interval: must be a positive multiple of 60"),
+        (Overrides(interval=90), "option --interval: must be an integer multiple of 60"),
         (Overrides(interval=-60), "option --interval"),
         (Overrides(aggregator_url="ftp://x:1"), "option --aggregator-url"),
         (Overrides(api_url="nonsense"), "option --api-url"),

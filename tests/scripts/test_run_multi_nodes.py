@@ -159,7 +159,9 @@ def test_aggregator_that_cannot_start_is_reported_with_its_log(
 def test_node_that_cannot_start_is_reported_and_the_rest_keep_running(
     stopped_afterwards: dict[str, str],
 ) -> None:
-    env = {**stopped_afterwards, "ORACLE_NODE_LOG_LEVEL": "chatty"}
+    # A node refuses a bad setting after importing its libraries (pydantic among them, ~0.6 s
+    # on a quiet machine): on a loaded one the default 2 s settle time can pass before it exits.
+    env = {**stopped_afterwards, "ORACLE_NODE_LOG_LEVEL": "chatty", "ORACLE_NODE_SETTLE": "6"}
 
     result = run_script("run_multi_nodes.sh", env=env)
 
