@@ -524,11 +524,10 @@ def _unknown(model: type[BaseModel], path: tuple[str, ...], value: object, sourc
     if len(path) == 1:
         known = ", ".join(f"[{name}]" for name in names)
         if isinstance(value, dict):
-            return f"{source}: unknown table [{path[0]}]; known tables: {known}"
-        return f"{source}: unknown key {path[0]!r} outside any table; known tables: {known}"
-    return (
-        f"{source}: {render_key(path[:-1])} unknown key {path[-1]!r}; allowed: {', '.join(names)}"
-    )
+            return f"{source}: unknown table [{show(path[0])[1:-1]}]; known tables: {known}"
+        return f"{source}: unknown key {show(path[0])} outside any table; known tables: {known}"
+    table = render_key(path[:-1])
+    return f"{source}: {table} unknown key {show(path[-1])}; allowed: {', '.join(names)}"
 
 
 def render_key(path: Sequence[str], index: int | None = None) -> str:
@@ -717,9 +716,16 @@ def start_logging(logging: LoggingConfig, *, service: str, origin: str) -> None:
     """Configure structlog; a log file that cannot be appended to is a `ConfigError` naming it.
 
     The file is checked by opening it (what matters is whether this process can append to it,
-    which a permission check cannot tell: root passes `os.access` on /proc/version).
+    which a permission check cannot tell: root passes `os.access` on /proc/version). A FIFO is
+    accepted only while something reads it.
     """
     try:
+        if logging.file is not None:
+            # Without a reader, opening a FIFO for writing would block forever; non-blocking,
+            # it fails at once (ENXIO), and so does anything else this process cannot append to.
+            logging.file.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+            os.close(os.open(logging.file, flags, 0o644))
         configure_logging(logging.level, logging.file, service=service)
     except OSError as error:
         reason = error.strerror or str(error)

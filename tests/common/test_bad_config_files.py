@@ -140,6 +140,12 @@ def common_cases(section: str) -> list[Case]:
             says="cannot append",
         ),
         Case(
+            "log-file-fifo-without-reader",
+            "[logging]\nfile = 'log.fifo'\n",
+            key="[logging] file",
+            says="No such device or address",
+        ),
+        Case(
             "log-file-under-a-file",
             "[logging]\nfile = '/etc/hostname/x.log'\n",
             key="[logging] file",
@@ -432,6 +438,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 def _config_path(case: Case, tmp_path: Path) -> str:
+    if case.id == "log-file-fifo-without-reader":
+        os.mkfifo(tmp_path / "log.fifo")  # the test runs in tmp_path
     if case.path is None:
         path = tmp_path / "bad.toml"
         content = case.text if case.text is not None else ""
