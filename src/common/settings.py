@@ -1,27 +1,31 @@
 """Settings for every service: a TOML file read safely, options layered on it, one-line errors.
 
 Each setting is declared once, as a field of a frozen, strict pydantic model: its type, default,
-bounds and help text (`description`). A table of the file is one model (`Table`); the file is a
-model whose fields are its tables, so an unknown table or key, a wrong type or a value out of
-bounds is found by pydantic with its location, and `validate` turns that into ONE line naming the
-file (or the option or environment variable the value came from), the key (`[aggregator]
-node_timeout`) and what is allowed, derived from the same declaration. Strict means no coercion:
-a boolean is never a number (`port = true` is refused) and a string is never a number, except
-where a type says so (`DecimalSetting` takes a TOML float or string, as TOML has no decimal).
+bounds and help text (the field's docstring). A table of the file is one model (`Table`); the
+file is a model whose fields are its tables, so an unknown table or key, a wrong type or a value
+out of bounds is found by pydantic with its location, and `validate` turns that into ONE line
+naming the file (or the option or environment variable the value came from), the key
+(`[aggregator] node_timeout`) and what is allowed, derived from the same declaration. Strict
+means no coercion: a boolean is never a number (`port = true` is refused) and a string is never a
+number, except where a type says so (`DecimalSetting` takes a TOML float or string).
 
 Precedence is command line > environment > file > default (`layer`). A command-line option and
 its environment variable (`Override`) both arrive as text (a flag as a bool), are parsed by
 pydantic's own lax parser for the field's type and then validated by the same model as the file's
 value: `ORACLE_AGGREGATOR_PORT=true` fails exactly like `port = true`. Settings that are valid one
-by one but contradict each other are refused by a model validator raising `Conflict`.
+by one but contradict each other are refused by a model validator raising `ConflictError`.
 
 How a service adds a table (e.g. TLS for the aggregator), one small model and two lines:
 
     class TlsConfig(Table):
-        \"\"\"[tls]: the gRPC port's certificate; without cert and key the port is plaintext.\"\"\"
+        \"\"\"`[tls]`: the gRPC port's certificate; without one the port is plaintext.\"\"\"
 
-        cert: FilePath | None = Field(None, description="PEM certificate chain")
-        key: FilePath | None = Field(None, description="PEM private key, mode 0600")
+        cert: FilePath | None = None
+        \"\"\"PEM certificate chain\"\"\"   # a field's docstring is its help text
+        key: FilePath | None = None
+        \"\"\"PEM private key, mode 0600\"\"\"
+        handshake_timeout: Seconds = Field(5.0, gt=0, le=60)
+        \"\"\"Seconds a TLS handshake may take\"\"\"
 
     class AggregatorFile(Table):                 # the file: one field per table
         ...
@@ -31,8 +35,8 @@ How a service adds a table (e.g. TLS for the aggregator), one small model and tw
         ...
         tls: TlsConfig = TlsConfig()
 
-and, when an operator should also set it on the command line, one entry in the CLI's override
-list: `Override("--tls-cert", ("tls", "cert"), "ORACLE_AGGREGATOR_TLS_CERT")`. Unknown keys,
+and, when an operator should also set it on the command line, one entry in the service's
+`OVERRIDES`: `Override("--tls-cert", ("tls", "cert"), "ORACLE_AGGREGATOR_TLS_CERT")`. Unknown keys,
 types, bounds, the error line, `--help` text and the environment variable follow from that.
 """
 
