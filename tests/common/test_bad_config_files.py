@@ -534,3 +534,12 @@ def test_exchange_names_type_matches_the_exchanges() -> None:
     from common.exchanges import EXCHANGES, ExchangeName
 
     assert get_args(ExchangeName) == EXCHANGES
+
+
+def test_every_setting_has_help_text() -> None:
+    """The field docstrings are the help text: a setting without one is undocumented."""
+    for document in (AggregatorFile, NodeFile, SimFile):
+        for table_name, table in document.model_fields.items():
+            model = _base_type(table.annotation)
+            for name, info in model.model_fields.items():  # type: ignore[union-attr]
+                assert info.description, f"{document.__name__} [{table_name}] {name}"
