@@ -250,7 +250,9 @@ for entry in "${oracle_nodes[@]}"; do
   node_id="${oracle_node_ids[$index]}"
   node_log="$log_dir/$name.log"
   # The exchange and the node id come from the node's config, the table's one source.
-  node_args=(--config "${oracle_node_configs[$index]}"
+  # --run-dir: the node keeps its node-id lock beside the PID files, so a hand-started node with
+  # the same id (from the repository root, or with the same ORACLE_RUN_DIR) is refused.
+  node_args=(--config "${oracle_node_configs[$index]}" --run-dir "$run_dir"
     --aggregator-url "http://$aggregator_client_host:$aggregator_port" --log-file "$node_log")
   [ -n "${ORACLE_NODE_INTERVAL:-}" ] && node_args+=(--interval "$ORACLE_NODE_INTERVAL")
   if [ "$simulate" = 1 ]; then

@@ -31,7 +31,7 @@ from oracle_node.errors import (
     RateLimitedError,
 )
 from oracle_node.fetcher import CandleFetcher, Sleep, make_client
-from oracle_node.rates import RATE_BOUNDS, RATE_FETCH_WINDOW, usdt_rate_symbol
+from oracle_node.rates import RATE_BOUNDS, RATE_FETCH_WINDOW
 from oracle_node.scheduler import MinuteScheduler, Tick
 from oracle_node.submitter import Observation, Submitter
 from oracle_node.validation import PriceBounds, validate_candle
@@ -88,7 +88,7 @@ class OracleNode:
         self._scheduler = scheduler
         self._clock = clock
         self._btc = _Pair("BTC", "", fetcher, config.bounds)
-        rate_symbol = usdt_rate_symbol(config.exchange)
+        rate_symbol = config.exchange.usdt_rate_symbol
         self._rate = (
             _Pair("USDT", "rate_", fetcher.sibling(rate_symbol), RATE_BOUNDS)
             if rate_symbol

@@ -21,7 +21,6 @@ from common.errors import ConfigError
 from oracle_node.config import Overrides, load_config
 from oracle_node.fetcher import CandleFetcher
 from oracle_node.node import OracleNode
-from oracle_node.rates import DEFAULT_USDT_RATE_SYMBOL, usdt_rate_symbol
 from oracle_node.scheduler import MinuteScheduler, Tick
 from oracle_node.submitter import Submitter
 from tests.oracle_node.aggregators import FakeAggregator
@@ -202,21 +201,16 @@ async def test_a_rate_outside_its_bounds_is_refused_and_the_btc_price_kept(
     ]
 
 
-def test_the_rate_symbol_defaults_per_exchange_and_is_checked() -> None:
-    assert DEFAULT_USDT_RATE_SYMBOL == {"binance": "", "coinbase": "USDT-USD", "kraken": "USDTUSD"}
-    for venue, symbol in DEFAULT_USDT_RATE_SYMBOL.items():
-        config = load_config(None, Overrides(exchange=venue))
-        assert usdt_rate_symbol(config.exchange) == symbol
-
-    class WithRate:
-        """The setting as the node configuration will carry it."""
-
-        def __init__(self, symbol: object) -> None:
-            self.name = "kraken"
-            self.usdt_rate_symbol = symbol
-
-    assert usdt_rate_symbol(WithRate("")) == ""  # type: ignore[arg-type]
-    assert usdt_rate_symbol(WithRate("USDTZUSD")) == "USDTZUSD"  # type: ignore[arg-type]
-    for bad in ("XBTUSD", "USDTEUR", "ETHUSD", 5):
+def test_the_rate_symbol_defaults_per_exchange_and_is_checked(tmp_path: Path) -> None:
+    defaults = {"binance": "", "coinbase": "USDT-USD", "kraken": "USDTUSD"}
+    for venue, symbol in defaults.items():
+        assert load_config(None, Overrides(exchange=venue)).exchange.usdt_rate_symbol == symbol
+    path = tmp_path / "node.toml"
+    for good, expected in (('""', ""), ('"USDTZUSD"', "USDTZUSD")):
+        path.write_text(f"[kraken]\nusdt_rate_symbol = {good}\n", encoding="utf-8")
+        config = load_config(path, Overrides(exchange="kraken"))
+        assert config.exchange.usdt_rate_symbol == expected
+    for bad in ('"XBTUSD"', '"USDTEUR"', '"ETHUSD"', "5"):
+        path.write_text(f"[kraken]\nusdt_rate_symbol = {bad}\n", encoding="utf-8")
         with pytest.raises(ConfigError, match="usdt_rate_symbol"):
-            usdt_rate_symbol(WithRate(bad))  # type: ignore[arg-type]
+            load_config(path, Overrides(exchange="kraken"))
