@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .app import SimApp, sim_logger
@@ -123,3 +125,15 @@ def run_in_thread(server: SimServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name="exchange-sim", daemon=True)
     thread.start()
     return thread
+
+
+@contextmanager
+def serving(app: SimApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[SimServer]:
+    """`app` on a real socket (port 0: a free one) for the length of a `with` block."""
+    server = create_server(app, host, port)
+    run_in_thread(server)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

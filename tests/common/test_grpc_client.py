@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from common.grpc_client import (
     status_of,
 )
 from common.proto import oracle_pb2, oracle_pb2_grpc
+from tests.tcp import tcp_server
 
 
 class _Failure(grpc.aio.AioRpcError):
@@ -105,29 +105,8 @@ def test_a_policy_needs_one_attempt() -> None:
 @pytest.fixture
 def silent_port() -> Iterator[int]:
     """A port that accepts TCP connections and never says a word (a hung or foreign process)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            held.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        for conn in held:
-            conn.close()
-        listener.close()
+    with tcp_server() as port:
+        yield port
 
 
 def _probe(port: int, timeout: float, **channel: Any) -> tuple[grpc.StatusCode | None, float]:

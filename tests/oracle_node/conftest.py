@@ -13,19 +13,14 @@ import structlog
 
 from exchange_sim.app import SimApp
 from exchange_sim.config import SimConfig
-from exchange_sim.server import SimServer, create_server, run_in_thread
+from exchange_sim.server import SimServer, serving
 
 
 @pytest.fixture
 def sim_server() -> Iterator[SimServer]:
     """The exchange simulator's real HTTP server on 127.0.0.1:0, on the real clock, no lag."""
-    server = create_server(SimApp(SimConfig(port=0, coinbase_lag_seconds=0)), "127.0.0.1", 0)
-    run_in_thread(server)
-    try:
+    with serving(SimApp(SimConfig(port=0, coinbase_lag_seconds=0))) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import socket
-import threading
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -44,6 +43,7 @@ from oracle_node.validation import PriceBounds, validate_candle
 from oracle_node.venue import MAX_BODY_BYTES
 from tests.oracle_node.aggregators import FakeAggregator
 from tests.oracle_node.fakes import NEWEST_CLOSED, SIM_URL, FakeClock, Simulator
+from tests.tcp import tcp_server
 
 BOUNDARY = NEWEST_CLOSED + 60
 DEADLINE = BOUNDARY + 45
@@ -328,36 +328,20 @@ async def test_a_50_mb_answer_is_cut_at_the_cap(announced: bool) -> None:
     assert peak < 8 * 1024 * 1024
 
 
+def _cut_off(conn: socket.socket) -> None:
+    """A 200 that announces 5000 bytes, sends 40 and hangs up."""
+    conn.recv(65536)
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"X-Oracle-Simulated: 1\r\nContent-Length: 5000\r\n\r\n"
+        b'{"error":[],"result":{"XXBTZUSD":[[17373'
+    )
+
+
 @pytest.fixture
 def cut_off_server() -> Iterator[int]:
-    """Answers every connection with a 200 that announces 5000 bytes, sends 40, and hangs up."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    stop = threading.Event()
-
-    def serve() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.recv(65536)
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"X-Oracle-Simulated: 1\r\nContent-Length: 5000\r\n\r\n"
-                    b'{"error":[],"result":{"XXBTZUSD":[[17373'
-                )
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with tcp_server(_cut_off) as port:
         yield port
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        listener.close()
 
 
 async def test_a_body_cut_short_is_a_transient_error(cut_off_server: int) -> None:

@@ -18,6 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from common.errors import ConfigError
+from oracle_node.candle import Candle
 from oracle_node.config import Overrides, load_config
 from oracle_node.fetcher import CandleFetcher
 from oracle_node.node import OracleNode
@@ -59,51 +60,67 @@ async def aggregator() -> AsyncIterator[FakeAggregator]:
     await fake.stop()
 
 
-def make_node(
-    venue: str,
-    port: int,
-    clock: FakeClock,
-    client: httpx.AsyncClient,
-    *,
-    config_path: Path | None = None,
-) -> tuple[OracleNode, Submitter]:
-    config = load_config(
-        config_path,
-        Overrides(
-            exchange=venue,
-            node_id=f"{venue}-node",
-            aggregator_url=f"127.0.0.1:{port}",
-            api_url=SIM_URL,
-            simulate=True,
-        ),
-    )
-    fetcher = CandleFetcher(client, config.exchange, simulate=True, clock=clock, sleep=clock.sleep)
-    submitter = Submitter(
-        config.aggregator_target, config.node_id, simulated=True, call_timeout=2.0, retries=0
-    )
-    scheduler = MinuteScheduler(clock=clock, sleep=clock.sleep)
-    return OracleNode(config, fetcher, submitter, scheduler, clock=clock), submitter
+class Minute:
+    """One node of `venue` collecting one minute (T0) from the simulator, into `aggregator`."""
 
+    def __init__(self, venue: str, aggregator: FakeAggregator, sim: Simulator) -> None:
+        self.venue = venue
+        self.aggregator = aggregator
+        self.sim = sim
+        self.logs: list[dict[str, object]] = []
 
-def tick_at(clock: FakeClock, boundary: int) -> Tick:
-    clock.now = boundary + 0.3
-    return Tick(boundary=boundary, minute=boundary - 60, due=boundary)
+    async def collect(
+        self,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        config_path: Path | None = None,
+    ) -> Candle | None:
+        """Collect minute T0 at its boundary; the BTC candle, or None if it was not queued."""
+        clock = self.sim.clock
+        config = load_config(
+            config_path,
+            Overrides(
+                exchange=self.venue,
+                node_id=f"{self.venue}-node",
+                aggregator_url=f"127.0.0.1:{self.aggregator.port}",
+                api_url=SIM_URL,
+                simulate=True,
+            ),
+        )
+        async with httpx.AsyncClient(transport=transport or self.sim.transport) as client:
+            fetcher = CandleFetcher(
+                client, config.exchange, simulate=True, clock=clock, sleep=clock.sleep
+            )
+            submitter = Submitter(
+                config.aggregator_target,
+                config.node_id,
+                simulated=True,
+                call_timeout=2.0,
+                retries=0,
+            )
+            scheduler = MinuteScheduler(clock=clock, sleep=clock.sleep)
+            node = OracleNode(config, fetcher, submitter, scheduler, clock=clock)
+            clock.now = T0 + 60.3
+            try:
+                with capture_logs() as self.logs:
+                    return await node.collect(Tick(T0 + 60, T0, T0 + 60))
+            finally:
+                await submitter.close()
+
+    def events(self) -> list[object]:
+        return [entry["event"] for entry in self.logs]
+
+    def received(self) -> list[tuple[str, int]]:
+        return [(r.base, r.timestamp) for r in self.aggregator.servicer.received]
 
 
 @pytest.mark.parametrize(("venue", "symbol"), [("kraken", "USDTUSD"), ("coinbase", "USDT-USD")])
 async def test_the_rate_goes_out_after_the_btc_price_for_the_same_minute(
     venue: str, symbol: str, aggregator: FakeAggregator
 ) -> None:
-    clock = FakeClock(T0 + 30)
-    sim = Simulator(clock)
-    async with sim.client() as client:
-        node, submitter = make_node(venue, aggregator.port, clock, client)
-        try:
-            with capture_logs() as logs:
-                candle = await node.collect(tick_at(clock, T0 + 60))
-        finally:
-            await submitter.close()
-    assert candle is not None
+    sim = Simulator(FakeClock(T0 + 30))
+    minute = Minute(venue, aggregator, sim)
+    assert await minute.collect() is not None
     btc, rate = aggregator.servicer.received
     assert (btc.base, btc.timestamp, btc.source) == ("BTC", T0, venue)
     assert Decimal(str(btc.price)) == sim.close(venue, T0)
@@ -112,44 +129,32 @@ async def test_the_rate_goes_out_after_the_btc_price_for_the_same_minute(
     assert rate.simulated
     assert Decimal(str(rate.price)) == sim.close(venue, T0, asset="USDT")
     assert Decimal("0.99") < Decimal(str(rate.price)) < Decimal("1.01")
-    events = [entry["event"] for entry in logs]
+    events = minute.events()
     # The BTC price is delivered before the rate is asked for: a slow rate never delays it.
     assert events.index("price_submitted") < events.index("rate_fetch_started")
     assert events.index("rate_fetch_finished") < events.index("rate_submitted")
 
 
 async def test_a_binance_node_collects_no_rate_by_default(aggregator: FakeAggregator) -> None:
-    clock = FakeClock(T0 + 30)
-    sim = Simulator(clock)
-    async with sim.client() as client:
-        node, submitter = make_node("binance", aggregator.port, clock, client)
-        try:
-            await node.collect(tick_at(clock, T0 + 60))
-        finally:
-            await submitter.close()
-    assert [request.base for request in aggregator.servicer.received] == ["BTC"]
+    sim = Simulator(FakeClock(T0 + 30))
+    minute = Minute("binance", aggregator, sim)
+    await minute.collect()
+    assert minute.received() == [("BTC", T0)]
     assert [request.url.params["symbol"] for request in sim.transport.requests] == ["BTCUSDT"]
 
 
 async def test_a_failing_rate_costs_the_rate_never_the_btc_minute(
     aggregator: FakeAggregator,
 ) -> None:
-    clock = FakeClock(T0 + 30)
-    sim = Simulator(clock)
-    async with httpx.AsyncClient(transport=RateFailing(sim.transport, "refused")) as client:
-        node, submitter = make_node("kraken", aggregator.port, clock, client)
-        try:
-            with capture_logs() as logs:
-                candle = await node.collect(tick_at(clock, T0 + 60))
-        finally:
-            await submitter.close()
-    assert candle is not None
-    assert [request.base for request in aggregator.servicer.received] == ["BTC"]
-    failed = [entry for entry in logs if entry["event"] == "rate_fetch_failed"]
+    sim = Simulator(FakeClock(T0 + 30))
+    minute = Minute("kraken", aggregator, sim)
+    assert await minute.collect(transport=RateFailing(sim.transport, "refused")) is not None
+    assert minute.received() == [("BTC", T0)]
+    failed = [entry for entry in minute.logs if entry["event"] == "rate_fetch_failed"]
     assert len(failed) == 1
-    assert "cannot reach Kraken" in failed[0]["error"]
+    assert "cannot reach Kraken" in str(failed[0]["error"])
     assert failed[0]["symbol"] == "USDTUSD"
-    assert "cycle_failed" not in {entry["event"] for entry in logs}
+    assert "cycle_failed" not in minute.events()
 
 
 async def test_a_hanging_rate_is_cut_off_by_the_total_deadline(
@@ -159,46 +164,33 @@ async def test_a_hanging_rate_is_cut_off_by_the_total_deadline(
     # and the rate's polls end at its own deadline: the cycle ends, the BTC price is out.
     path = tmp_path / "node.toml"
     path.write_text("[kraken]\ntimeout = 0.2\nmax_retries = 1\n", encoding="utf-8")
-    clock = FakeClock(T0 + 30)
-    sim = Simulator(clock)
+    sim = Simulator(FakeClock(T0 + 30))
     hanging = RateFailing(sim.transport, "hang")
-    async with httpx.AsyncClient(transport=hanging) as client:
-        node, submitter = make_node("kraken", aggregator.port, clock, client, config_path=path)
-        try:
-            with capture_logs() as logs:
-                candle = await node.collect(tick_at(clock, T0 + 60))
-        finally:
-            await submitter.close()
-    assert candle is not None
-    assert [request.base for request in aggregator.servicer.received] == ["BTC"]
+    minute = Minute("kraken", aggregator, sim)
+    assert await minute.collect(transport=hanging, config_path=path) is not None
+    assert minute.received() == [("BTC", T0)]
     assert hanging.hung == 2  # the first try and one retry, each cut off
-    failed = next(entry for entry in logs if entry["event"] == "rate_fetch_failed")
-    assert "did not finish answering within 0.2 s" in failed["error"]
+    failed = next(entry for entry in minute.logs if entry["event"] == "rate_fetch_failed")
+    assert "did not finish answering within 0.2 s" in str(failed["error"])
 
 
-async def test_a_rate_outside_its_bounds_is_refused_and_the_btc_price_kept(
+async def test_a_rate_outside_its_bounds_is_refused_by_its_own_bounds(
     aggregator: FakeAggregator,
 ) -> None:
-    clock = FakeClock(T0 + 30)
-    sim = Simulator(clock)
-    # From the second minute on, every close Kraken sends reads 5.0: a BTC price below its
-    # bounds, a USDT/USD rate above its own. Each is refused by its own bounds.
-    async with sim.client() as client:
-        node, submitter = make_node("kraken", aggregator.port, clock, client)
-        try:
-            await node.collect(tick_at(clock, T0 + 60))  # a good minute first
-            sim.faults(venue="kraken", tamper={"op": "set", "field": "close", "value": "5.0"})
-            with capture_logs() as logs:
-                await node.collect(tick_at(clock, T0 + 120))
-        finally:
-            await submitter.close()
-    rejected = {entry["event"]: entry["reason"] for entry in logs if "rejected" in entry["event"]}
+    # Every close Kraken sends reads 5.0: a BTC price below the BTC bounds, a USDT/USD rate
+    # above the rate's. Each is refused by its own bounds, neither is submitted.
+    sim = Simulator(FakeClock(T0 + 30))
+    sim.faults(venue="kraken", tamper={"op": "set", "field": "close", "value": "5.0"})
+    minute = Minute("kraken", aggregator, sim)
+    assert await minute.collect() is None
+    rejected = {
+        entry["event"]: str(entry["reason"])
+        for entry in minute.logs
+        if "rejected" in entry["event"]
+    }
     assert "[0.5, 2]" in rejected["rate_candle_rejected"]
     assert "[1000, 10000000]" in rejected["candle_rejected"]
-    assert [(r.base, r.timestamp) for r in aggregator.servicer.received] == [
-        ("BTC", T0),
-        ("USDT", T0),
-    ]
+    assert minute.received() == []
 
 
 def test_the_rate_symbol_defaults_per_exchange_and_is_checked(tmp_path: Path) -> None:

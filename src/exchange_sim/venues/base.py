@@ -8,13 +8,13 @@ the `CandleAsk`, so a venue's answer is a pure function of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from common.timeutil import MINUTE, minute_floor
 
-from ..market import Market
+from ..market import Candle, Market
 from ..responses import Query, SimResponse
 from ..tamper import RowFields, Tamper
 
@@ -39,8 +39,20 @@ class CandleAsk:
         """Whether the candle of `minute` is in an answer given at `now`."""
         return minute == minute_floor(self.now) or minute + MINUTE + self.lag_seconds <= self.now
 
-    def damaged(self, rows: list[list[object]], fields: RowFields) -> list[list[object]]:
-        """`rows` after the tamper fault, if one fired for this request."""
+    def rows(
+        self,
+        series: str,
+        minutes: Iterable[int],
+        row: Callable[[Candle], list[object]],
+        fields: RowFields,
+    ) -> list[list[object]]:
+        """The venue's rows (`row` of each candle) for the published ones of `minutes`, in that
+        order, damaged by the tamper fault if one fired for this request."""
+        rows = [
+            row(self.market.candle(series, minute, self.now))
+            for minute in minutes
+            if self.published(minute)
+        ]
         return rows if self.tamper is None else self.tamper.apply(rows, fields)
 
 

@@ -149,12 +149,7 @@ class BinanceVenue:
             minutes = _minute_range(ask.query, ask.now)
         except RejectedRequest as rejected:
             return rejected.response
-        rows = [
-            _row(ask.market.candle(series, minute, ask.now))
-            for minute in minutes
-            if ask.published(minute)
-        ]
-        return json_response(200, ask.damaged(rows, FIELDS))
+        return json_response(200, ask.rows(series, minutes, _row, FIELDS))
 
     def info(self, path: str, now: float) -> SimResponse | None:
         """`/api/v3/time` (clients judge "closed" by it) and `/api/v3/ping`."""

@@ -131,13 +131,8 @@ class CoinbaseVenue:
             minutes = _minute_range(product, ask.query, ask.headers, ask.now)
         except RejectedRequest as rejected:
             return rejected.response
-        # The lag: a closed minute appears only lag_seconds after its close.
-        rows = [
-            _row(ask.market.candle(series, minute, ask.now))
-            for minute in minutes
-            if ask.published(minute)
-        ]
-        return json_response(200, ask.damaged(rows, FIELDS))
+        # The lag: a closed minute appears only lag_seconds after its close (`ask.published`).
+        return json_response(200, ask.rows(series, minutes, _row, FIELDS))
 
     def info(self, path: str, now: float) -> SimResponse | None:
         """No other endpoint is simulated."""

@@ -82,14 +82,15 @@ class KrakenVenue:
 
         forming = minute_floor(ask.now)
         oldest = forming - (MAX_ROWS - 1) * MINUTE
-        rows: list[list[object]] = []
-        for minute in range(oldest, forming + 1, MINUTE):
-            if since is not None and minute <= since and minute != forming:
-                continue
-            if ask.published(minute):
-                rows.append(_row(ask.market.candle(series, minute, ask.now)))
-        result = {result_key: ask.damaged(rows, FIELDS), "last": forming - MINUTE}
-        return json_response(200, {"error": [], "result": result})
+        minutes = [
+            minute
+            for minute in range(oldest, forming + 1, MINUTE)
+            if since is None or minute > since or minute == forming
+        ]
+        rows = ask.rows(series, minutes, _row, FIELDS)
+        return json_response(
+            200, {"error": [], "result": {result_key: rows, "last": forming - MINUTE}}
+        )
 
     def info(self, path: str, now: float) -> SimResponse | None:
         """`/0/public/Time`, Kraken's server clock."""
