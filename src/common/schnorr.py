@@ -76,6 +76,20 @@ class SigningKey:
     __str__ = __repr__
 
 
+def is_valid_public_key(public_key: bytes) -> bool:
+    """True when `public_key` is a BIP340 x-only key: 32 bytes, the x of a point on the curve.
+
+    For validating configuration (an allowlist) up front, rather than at the first signature.
+    """
+    if len(public_key) != PUBLIC_KEY_BYTES:
+        return False
+    try:
+        PublicKeyXOnly(public_key)
+    except ValueError:
+        return False
+    return True
+
+
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True when `signature` is a valid BIP340 signature of `message` by `public_key`.
 
