@@ -28,22 +28,21 @@ from __future__ import annotations
 
 import enum
 import stat
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 
 from common.errors import ConfigError, OracleError, PermissionDeniedError, UnauthenticatedError
 from common.exchanges import EXCHANGES, MAX_ID_LENGTH, NODE_ID_PATTERN, NODE_ID_RULE
 from common.logsetup import get_logger
 from common.observation import ObservationPayload, verify_observation
 from common.schnorr import PUBLIC_KEY_BYTES, is_valid_public_key
+from common.settings import Table, TomlList, read_toml
 
-# An allowlist names a handful of nodes; anything this large is not one.
-MAX_FILE_BYTES: Final = 1 << 20
+# An allowlist names a handful of nodes (common.settings caps the file at 256 KiB).
 MAX_NODES: Final = 10_000
 
 
@@ -177,22 +176,16 @@ def check_signed_observation(
 
 # --- the file ---------------------------------------------------------------------------------
 
-_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-
-def _list_to_tuple(value: object) -> object:
-    # TOML arrays arrive as lists; strict mode takes only tuples for tuple fields.
-    return tuple(value) if isinstance(value, list) else value
-
-
-class _NodeEntry(BaseModel):
-    model_config = _STRICT
+class _NodeEntry(Table):
+    """One `[[nodes]]` table."""
 
     id: str
+    """The node's id, as in its own config (`node_id`)"""
     public_key: str
-    exchanges: tuple[str, ...]
-
-    _tuples = field_validator("exchanges", mode="before")(_list_to_tuple)
+    """The node's BIP340 x-only public key, 64 hex digits (`oracle-node keygen` prints it)"""
+    exchanges: Annotated[tuple[str, ...], TomlList]
+    """The exchanges this node may report"""
 
     @field_validator("id")
     @classmethod
@@ -234,12 +227,11 @@ class _NodeEntry(BaseModel):
         return exchanges
 
 
-class _AllowlistFile(BaseModel):
-    model_config = _STRICT
+class _AllowlistFile(Table):
+    """The allowlist file: a list of `[[nodes]]` tables."""
 
-    nodes: tuple[_NodeEntry, ...]
-
-    _tuples = field_validator("nodes", mode="before")(_list_to_tuple)
+    nodes: Annotated[tuple[_NodeEntry, ...], TomlList]
+    """The nodes whose signed observations are accepted"""
 
     @model_validator(mode="after")
     def _check_unique(self) -> _AllowlistFile:
@@ -282,9 +274,9 @@ def load_allowlist(path: Path) -> Allowlist:
     return parse_allowlist(_read_toml(path), source=str(path))
 
 
-# These two helpers stand in for common.settings (TOML loading with one-line errors), which the
-# config rewrite introduces; once it is on main they become calls to it, with the same messages.
 def _read_toml(path: Path) -> dict[str, object]:
+    # The allowlist's own checks first (it is a security boundary, so its mode matters), then
+    # common.settings' safe reader: no blocking on a FIFO, size-capped, UTF-8, one-line errors.
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -298,19 +290,11 @@ def _read_toml(path: Path) -> dict[str, object]:
             f"{path}: allowlist mode is {stat.S_IMODE(info.st_mode):04o}; whoever can write it "
             f"can add a node, so group and others must not have write access (chmod 644 {path})"
         )
-    if info.st_size > MAX_FILE_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES} bytes; not an allowlist")
-    try:
-        with path.open("rb") as stream:
-            return tomllib.load(stream)
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the allowlist ({error.strerror})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not valid TOML: not UTF-8") from None
+    return read_toml(path)
 
 
+# common.settings.explain renders `[table] key` for a settings file's tables; an allowlist is an
+# array of tables, where `nodes[1].public_key` is what an operator finds in the file.
 def _first_problem(error: ValidationError) -> str:
     problems = error.errors(include_url=False, include_input=False)
     first = problems[0]

@@ -154,7 +154,7 @@ def test_file_problems_are_clear(tmp_path: Path) -> None:
         load_allowlist(write(tmp_path, "[[nodes]\n"))
     latin1 = tmp_path / "latin1.toml"
     latin1.write_bytes(b"# caf\xe9\n")
-    with pytest.raises(ConfigError, match="not valid TOML: not UTF-8"):
+    with pytest.raises(ConfigError, match="not UTF-8"):
         load_allowlist(latin1)
     with pytest.raises(ConfigError, match="regular file"):
         load_allowlist(tmp_path)
