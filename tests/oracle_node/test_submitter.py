@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 
 import grpc
 import pytest
 from structlog.testing import capture_logs
 
+from common.grpc_client import ChannelSecurity
+from common.proto import oracle_pb2_grpc
+from common.tls import channel_credentials, server_credentials
 from oracle_node.candle import Candle
 from oracle_node.submitter import Observation, Submitter
 from tests.oracle_node.aggregators import FakeAggregator
@@ -162,3 +166,37 @@ async def test_close_reports_what_is_lost(aggregator: FakeAggregator) -> None:
         await sender.close()
     assert logs[-1]["event"] == "unsent_observations_lost"
     assert logs[-1]["pending"] == 1
+
+
+async def test_the_submitter_speaks_tls_when_given_credentials(tmp_path: Path) -> None:
+    # The TLS seam of common.grpc_client, end to end: the same Submitter, a ChannelSecurity made
+    # from common.tls's credentials, a loopback aggregator that only speaks TLS.
+    trustme = pytest.importorskip("trustme")
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    (tmp_path / "server.pem").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    (tmp_path / "server.key").chmod(0o600)
+
+    fake = FakeAggregator()
+    fake.server = grpc.aio.server()
+    oracle_pb2_grpc.add_OracleServiceServicer_to_server(fake.servicer, fake.server)
+    port = fake.server.add_secure_port(
+        "127.0.0.1:0", server_credentials(tmp_path / "server.pem", tmp_path / "server.key")
+    )
+    await fake.server.start()
+    security = ChannelSecurity(credentials=channel_credentials(tmp_path / "ca.pem"))
+    sender = Submitter(f"127.0.0.1:{port}", "oracle-node-2", security=security, retries=0)
+    plain = Submitter(f"127.0.0.1:{port}", "oracle-node-2", call_timeout=0.5, retries=0)
+    try:
+        sender.enqueue(observation(T0))
+        assert await sender.flush() == 1
+        plain.enqueue(observation(T0 + 60))
+        assert await plain.flush() == 0  # plaintext never reaches a TLS-only aggregator
+    finally:
+        await sender.close()
+        await plain.close()
+        await fake.stop()
+    assert [request.timestamp for request in fake.servicer.received] == [T0]
