@@ -9,6 +9,7 @@ simulator's clock); this layer adds only `Content-Length` and sends.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +33,14 @@ class SimServer(ThreadingHTTPServer):
         self._in_flight = 0
         self._idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up (as a node does on a bomb or a drip) is no error; others are
+        logged, never printed to stderr by the stdlib's default handler."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            return
+        sim_logger().error("connection_failed", client=str(client_address), exc_info=True)
 
     def answering(self, delta: int) -> None:
         """Count requests being answered, so a stop can let them finish (see `drain`)."""
