@@ -21,6 +21,19 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """`[database]`: the durable history (aggregator/store). Interim, unvalidated here: the
+    store checks what it needs at open; the config rewrite adds TOML loading and validation."""
+
+    # false: history in memory only (loudly logged); a restart forgets everything.
+    enabled: bool = True
+    # SQLite file (WAL mode); relative paths are relative to the working directory.
+    path: Path = Path("data/aggregator.sqlite3")
+    # Observations, rounds and evidence older than this many days are pruned.
+    retention_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class AggregatorConfig:
     """Everything the aggregator needs to run; defaults reproduce the original's behaviour."""
 
@@ -58,6 +71,7 @@ class AggregatorConfig:
     max_message_bytes: int = 64 * 1024
     log_level: str = "info"
     log_file: Path | None = None
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     source: str = field(default="defaults", compare=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +121,12 @@ def _validate(config: AggregatorConfig) -> None:
         raise fail("log_level", " | ".join(LOG_LEVELS), config.log_level)
 
 
-_FILE_KEYS = {f.name for f in fields(AggregatorConfig)} - {"source", "log_level", "log_file"}
+_FILE_KEYS = {f.name for f in fields(AggregatorConfig)} - {
+    "source",
+    "log_level",
+    "log_file",
+    "database",
+}
 
 
 def load_config(path: Path) -> AggregatorConfig:
