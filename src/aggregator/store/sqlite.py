@@ -75,6 +75,36 @@ _OBSERVATION_COLUMNS = (
 )
 _ROUND_COLUMNS = "minute, status, closed_at, simulated, round_proto"
 
+# The reads, each on an index (test_query_plans checks every plan). INDEXED BY because, without
+# statistics, SQLite prefers walking observations in id order (to skip a sort) to the minute
+# index: a full scan of a 30-day file to return the few hundred rows of the lateness horizon.
+GET_ROUND_SQL = f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE minute = ?"  # noqa: S608 - constant
+ROUNDS_SINCE_SQL = f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE minute >= ? ORDER BY minute"  # noqa: S608 - constant
+OBSERVATIONS_SINCE_SQL = (
+    f"SELECT {_OBSERVATION_COLUMNS} FROM observations o INDEXED BY observations_by_minute "  # noqa: S608 - constant
+    "JOIN series s ON s.id = o.series_id WHERE o.minute >= ? ORDER BY o.id"
+)
+OBSERVATIONS_BETWEEN_SQL = (
+    f"SELECT {_OBSERVATION_COLUMNS} FROM observations o INDEXED BY observations_by_minute "  # noqa: S608 - constant
+    "JOIN series s ON s.id = o.series_id WHERE o.minute BETWEEN ? AND ? ORDER BY o.id"
+)
+NODES_SQL = "SELECT node_id, exchange, last_seen, submissions FROM nodes ORDER BY last_seen"
+
+
+def rounds_sql(*, since: bool, until: bool, before: bool) -> str:
+    """The page query of `rounds`: minute bounds as given, newest first, on the primary key."""
+    clauses = [
+        clause
+        for clause, wanted in (
+            ("minute >= ?", since),
+            ("minute <= ?", until),
+            ("minute < ?", before),
+        )
+        if wanted
+    ]
+    where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+    return f"SELECT {_ROUND_COLUMNS} FROM rounds {where}ORDER BY minute DESC LIMIT ?"  # noqa: S608 - clauses are ours, values bound
+
 
 def _observation(row: Row) -> ObservationRecord:
     (exchange, node_id, minute, base, quote, symbol, price, received_at, simulated, sig, key) = row
@@ -300,10 +330,7 @@ class SqliteHistoryStore:
     # -- reads -----------------------------------------------------------------------------
 
     def get_round(self, minute: int) -> RoundRecord | None:
-        row = self._read_one(
-            f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE minute = ?",  # noqa: S608 - constant columns
-            (minute,),
-        )
+        row = self._read_one(GET_ROUND_SQL, (minute,))
         return _round(row) if row is not None else None
 
     def rounds(
@@ -316,21 +343,13 @@ class SqliteHistoryStore:
         """Closed rounds in [from_minute, to_minute] and below before_minute, newest first."""
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise HistoryRecordError("limit must be a positive integer")
-        clauses: list[str] = []
-        parameters: list[int] = []
-        for clause, value in (
-            ("minute >= ?", from_minute),
-            ("minute <= ?", to_minute),
-            ("minute < ?", before_minute),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                parameters.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read_all(
-            f"SELECT {_ROUND_COLUMNS} FROM rounds {where} ORDER BY minute DESC LIMIT ?",  # noqa: S608 - clauses are ours, values bound
-            (*parameters, limit),
+        bounds = (from_minute, to_minute, before_minute)
+        sql = rounds_sql(
+            since=from_minute is not None,
+            until=to_minute is not None,
+            before=before_minute is not None,
         )
+        rows = self._read_all(sql, (*(b for b in bounds if b is not None), limit))
         return [_round(row) for row in rows]
 
     def recover(self, now: float, horizon: float) -> RecoveredState:
@@ -340,18 +359,9 @@ class SqliteHistoryStore:
         minute, nodes least recently seen first (the node table's eviction order).
         """
         cutoff = recover_cutoff(now, horizon)
-        observations = self._read_all(
-            f"SELECT {_OBSERVATION_COLUMNS} FROM observations o JOIN series s "  # noqa: S608 - constant columns
-            "ON s.id = o.series_id WHERE o.minute >= ? ORDER BY o.id",
-            (math.floor(cutoff),),
-        )
-        rounds = self._read_all(
-            f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE minute >= ? ORDER BY minute",  # noqa: S608 - constant columns
-            (math.floor(cutoff),),
-        )
-        nodes = self._read_all(
-            "SELECT node_id, exchange, last_seen, submissions FROM nodes ORDER BY last_seen", ()
-        )
+        observations = self._read_all(OBSERVATIONS_SINCE_SQL, (math.floor(cutoff),))
+        rounds = self._read_all(ROUNDS_SINCE_SQL, (math.floor(cutoff),))
+        nodes = self._read_all(NODES_SQL, ())
         return RecoveredState(
             observations=[_observation(row) for row in observations if int(row[2]) >= cutoff],
             rounds=[_round(row) for row in rounds if int(row[0]) >= cutoff],
@@ -363,11 +373,7 @@ class SqliteHistoryStore:
 
     def observations(self, from_minute: int, to_minute: int) -> list[ObservationRecord]:
         """Every stored observation of the candle minutes [from_minute, to_minute]."""
-        rows = self._read_all(
-            f"SELECT {_OBSERVATION_COLUMNS} FROM observations o JOIN series s "  # noqa: S608 - constant columns
-            "ON s.id = o.series_id WHERE o.minute BETWEEN ? AND ? ORDER BY o.id",
-            (from_minute, to_minute),
-        )
+        rows = self._read_all(OBSERVATIONS_BETWEEN_SQL, (from_minute, to_minute))
         return [_observation(row) for row in rows]
 
     def refusal_counts(self) -> dict[str, int]:
