@@ -179,7 +179,7 @@ def _remove(path: Path) -> None:
 
 
 async def _writers(
-    store: SqliteHistoryStore, concurrency: int, duration: float, run: int
+    store: SqliteHistoryStore, concurrency: int, duration: float, run: int, first: int = START
 ) -> tuple[int, list[float]]:
     latencies: list[float] = []
     stop_at = time.perf_counter() + duration
@@ -190,7 +190,7 @@ async def _writers(
             record = signed_observation(
                 EXCHANGES[index % 3],
                 f"r{run}-w{index}",
-                START + MINUTE * sequence,
+                first + MINUTE * sequence,
                 Decimal("100000.25") + sequence,
             )
             began = time.perf_counter()
@@ -378,10 +378,16 @@ def bench_pruning(path: Path, end: float, days: int, duration: float) -> dict[st
         )
 
         async def measure(
-            store: SqliteHistoryStore = store, label: str = label
+            store: SqliteHistoryStore = store, label: str = label, now: float = now
         ) -> tuple[int, list[float], int, WriterStats]:
-            pruning = asyncio.create_task(store.prune()) if label == "pruning" else None
-            count, latencies = await _writers(store, 16, duration, 7 if pruning else 6)
+            first = int(now) // MINUTE * MINUTE
+            pruning = None
+            if label == "pruning":
+                # New data has arrived, so the oldest day is past retention (pruning follows
+                # the newest data, never the clock alone).
+                await store.add_observation(signed_observation("kraken", "new", first, Decimal(1)))
+                pruning = asyncio.create_task(store.prune())
+            count, latencies = await _writers(store, 16, duration, 7 if pruning else 6, first)
             pruned = await pruning if pruning else 0
             steps = store.stats()
             await store.close()

@@ -8,6 +8,7 @@ rounds (oldest forgotten first), so a long run without a database does not grow 
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 
 from aggregator.store.errors import (
@@ -27,6 +28,7 @@ from aggregator.store.records import (
     check_observation,
     check_round,
     recover_cutoff,
+    retention_cutoff,
 )
 from aggregator.store.refusals import DAY, SAMPLES_PER_REASON, RefusalLedger
 from common.timeutil import Clock
@@ -60,6 +62,7 @@ class InMemoryHistoryStore:
         # Insertion order is commit order, as in SQLite.
         self._observations: OrderedDict[_Key, ObservationRecord] = OrderedDict()
         self._rounds: dict[int, RoundRecord] = {}
+        self._round_minutes: list[int] = []  # sorted: pages are bisected, not sorted per call
         self._nodes: dict[str, NodeRecordRow] = {}
         self._equivocations: OrderedDict[_Key, EquivocationRecord] = OrderedDict()
         self._refusals = RefusalLedger()
@@ -93,8 +96,9 @@ class InMemoryHistoryStore:
         if record.minute in self._rounds:
             raise DuplicateRoundError(record.minute)
         self._rounds[record.minute] = record
-        if len(self._rounds) > self._max_rounds:
-            del self._rounds[min(self._rounds)]
+        bisect.insort(self._round_minutes, record.minute)
+        if len(self._round_minutes) > self._max_rounds:
+            del self._rounds[self._round_minutes.pop(0)]
 
     async def touch_node(self, row: NodeRecordRow) -> None:
         self._check_open()
@@ -129,7 +133,10 @@ class InMemoryHistoryStore:
         cutoff = recover_cutoff(now, horizon)
         return RecoveredState(
             observations=[r for r in self._observations.values() if r.minute >= cutoff],
-            rounds=[self._rounds[m] for m in sorted(self._rounds) if m >= cutoff],
+            rounds=[
+                self._rounds[m]
+                for m in self._round_minutes[bisect.bisect_left(self._round_minutes, cutoff) :]
+            ],
             nodes=sorted(self._nodes.values(), key=lambda row: row.last_seen),
         )
 
@@ -147,15 +154,13 @@ class InMemoryHistoryStore:
         self._check_open()
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise HistoryRecordError("limit must be a positive integer")
-        selected = [
-            minute
-            for minute in self._rounds
-            if (from_minute is None or minute >= from_minute)
-            and (to_minute is None or minute <= to_minute)
-            and (before_minute is None or minute < before_minute)
-        ]
-        selected.sort(reverse=True)
-        return [self._rounds[minute] for minute in selected[:limit]]
+        minutes = self._round_minutes
+        low = 0 if from_minute is None else bisect.bisect_left(minutes, from_minute)
+        high = len(minutes) if to_minute is None else bisect.bisect_right(minutes, to_minute)
+        if before_minute is not None:
+            high = min(high, bisect.bisect_left(minutes, before_minute))
+        selected = minutes[max(low, high - limit) : high][::-1]
+        return [self._rounds[minute] for minute in selected]
 
     def observations(self, from_minute: int, to_minute: int) -> list[ObservationRecord]:
         return [r for r in self._observations.values() if from_minute <= r.minute <= to_minute]
@@ -183,14 +188,17 @@ class InMemoryHistoryStore:
         # A full scan, so at most once per minute of clock (and on demand through prune()).
         now = self._clock()
         self._next_prune = now + 60
-        cutoff = now - self.retention_days * DAY
+        minutes = [r.minute for r in self._observations.values()] + self._round_minutes[-1:]
+        cutoff = retention_cutoff(now, max(minutes, default=None), self.retention_days)
         deleted = 0
         for key in [k for k, r in self._observations.items() if r.minute < cutoff]:
             del self._observations[key]
             deleted += 1
-        for minute in [m for m in self._rounds if m < cutoff]:
+        expired = bisect.bisect_left(self._round_minutes, cutoff)
+        for minute in self._round_minutes[:expired]:
             del self._rounds[minute]
-            deleted += 1
+        del self._round_minutes[:expired]
+        deleted += expired
         for key in [k for k, e in self._equivocations.items() if e.first.minute < cutoff]:
             del self._equivocations[key]
             deleted += 1

@@ -162,10 +162,11 @@ def open_file(
     created = prepare_file(path)
     connection = connect(path)
     try:
-        _inspect(connection, path, migrations)
+        recorded = _inspect(connection, path, migrations)
+        _check_mode(path, recorded, simulated)
         _configure(connection, path, synchronous)
         migrated = _migrate(connection, path, migrations)
-        _check_mode(connection, path, simulated, now)
+        _write_probe(connection, path, None if recorded else mode_name(simulated), now)
     except BaseException:
         connection.close()
         raise
@@ -174,7 +175,8 @@ def open_file(
 
 def _inspect(
     connection: sqlite3.Connection, path: Path, migrations: Sequence[schema.Migration]
-) -> None:
+) -> str | None:
+    """Refuse what is not our healthy history; the mode it records (None when new)."""
     latest = migrations[-1].version
     try:
         app_id = schema.application_id(connection)
@@ -212,6 +214,13 @@ def _inspect(
             f"{path}: the history database is corrupt ({'; '.join(problems)}); refusing to "
             "start on it. Restore a backup, or move it away to start an empty history"
         )
+    if not ours:
+        return None
+    try:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'mode'").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise ConfigError(f"{path}: cannot read the history's meta table ({error})") from error
+    return None if row is None else str(row[0])
 
 
 def _configure(connection: sqlite3.Connection, path: Path, synchronous: Synchronous) -> None:
@@ -250,23 +259,28 @@ def _migrate(
     return applied
 
 
-def _check_mode(connection: sqlite3.Connection, path: Path, simulated: bool, now: float) -> None:
+def _check_mode(path: Path, recorded: str | None, simulated: bool) -> None:
+    """Before anything is written: simulated and real data never share a file."""
     wanted = mode_name(simulated)
+    if recorded is not None and recorded != wanted:
+        raise ConfigError(
+            f"{path}: this history holds {recorded.upper()} data and this aggregator runs in "
+            f"{wanted} mode; simulated and real prices never share a database. Give this "
+            "mode its own [database] path"
+        )
+
+
+def _write_probe(
+    connection: sqlite3.Connection, path: Path, new_mode: str | None, now: float
+) -> None:
+    """Record the mode of a new history, and prove the file writable before serving."""
     try:
-        row = connection.execute("SELECT value FROM meta WHERE key = 'mode'").fetchone()
-        if row is not None and row[0] != wanted:
-            raise ConfigError(
-                f"{path}: this history holds {row[0].upper()} data and this aggregator runs in "
-                f"{wanted} mode; simulated and real prices never share a database. Give this "
-                "mode its own [database] path"
-            )
-        # The write probe: an unwritable file or file system fails here, before serving.
         connection.execute("BEGIN IMMEDIATE")
         try:
-            if row is None:
+            if new_mode is not None:
                 connection.executemany(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    [("mode", wanted), ("created_at", repr(now))],
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                    [("mode", new_mode), ("created_at", repr(now))],
                 )
             connection.execute(
                 "INSERT INTO meta (key, value) VALUES ('opened_at', ?) "

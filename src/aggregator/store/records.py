@@ -99,6 +99,15 @@ def recover_cutoff(now: float, horizon: float) -> float:
     return now - horizon - 60
 
 
+def retention_cutoff(now: float, newest_minute: int | None, retention_days: int) -> float:
+    """Rows older than this are pruned: `retention_days` before now, or before the newest data
+    when that is older. A wall clock that jumps far ahead (a VM restored with a wrong clock, a
+    bad NTP source) must never erase the recent history: pruning only follows data that exists.
+    """
+    reference = now if newest_minute is None else min(now, newest_minute + 60)
+    return reference - retention_days * 86_400
+
+
 def _check_text(name: str, value: object) -> None:
     if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
         raise HistoryRecordError(f"{name} must be a non-empty string of at most {_MAX_TEXT}")

@@ -52,6 +52,7 @@ from aggregator.store.records import (
     check_observation,
     check_round,
     recover_cutoff,
+    retention_cutoff,
 )
 from aggregator.store.refusals import DAY, SAMPLES_PER_REASON, RefusalBatch, RefusalLedger
 from aggregator.store.writer import DeferredBatch, GroupCommitWriter, WriterStats
@@ -244,6 +245,7 @@ class SqliteHistoryStore:
         self._prune_batch = prune_batch
         prepare_directory(path)
         self._lock = ProcessLock.acquire(path.with_name(path.name + ".lock"), path)
+        connections: list[sqlite3.Connection] = []
         try:
             opened = open_file(
                 path,
@@ -252,35 +254,24 @@ class SqliteHistoryStore:
                 migrations=migrations,
                 now=clock(),
             )
+            connections.append(opened.connection)
+            self._reader = connect(path)
+            connections.append(self._reader)
+            self._reader.execute("PRAGMA query_only = 1")
+            self._writer = self._build_writer(
+                opened.connection,
+                max_bytes=max_bytes,
+                max_batch=max_batch,
+                prune_interval=prune_interval,
+                deferred_flush_seconds=deferred_flush_seconds,
+            )
         except BaseException:
+            for connection in connections:
+                connection.close()
             self._lock.release()
             raise
         self.created = opened.created
-        writer_connection = opened.connection
-        if max_bytes is not None:
-            (page_size,) = writer_connection.execute("PRAGMA page_size").fetchone()
-            writer_connection.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
-        self._reader = connect(path)
-        self._reader.execute("PRAGMA query_only = 1")
         self._read_lock = threading.Lock()
-        # Writer-thread state: series ids, and those created in the open transaction.
-        self._series: dict[Series, tuple[int, int]] = {}
-        self._new_series: list[Series] = []
-        self._nodes = _PendingNodes()
-        known = {
-            r for (r,) in writer_connection.execute("SELECT DISTINCT reason FROM refusal_counts")
-        }
-        self._refusals = RefusalLedger(known)
-        self._writer = GroupCommitWriter(
-            writer_connection,
-            deferred=(self._nodes, _RefusalSource(self._refusals)),
-            maintenance=self._prune_step,
-            maintenance_interval=prune_interval,
-            on_rollback=self._forget_new_series,
-            finalize=_finalize,
-            max_batch=max_batch,
-            deferred_flush_seconds=deferred_flush_seconds,
-        )
         self._writer.start()
         self._closed = False
         _log.info(
@@ -291,6 +282,34 @@ class SqliteHistoryStore:
             mode=mode_name(simulate),
             synchronous=synchronous,
             retention_days=retention_days,
+        )
+
+    def _build_writer(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        max_bytes: int | None,
+        max_batch: int,
+        prune_interval: float,
+        deferred_flush_seconds: float,
+    ) -> GroupCommitWriter:
+        if max_bytes is not None:
+            (page_size,) = connection.execute("PRAGMA page_size").fetchone()
+            connection.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
+        # Writer-thread state: series ids with the last_minute written for them.
+        self._series: dict[Series, tuple[int, int]] = {}
+        self._nodes = _PendingNodes()
+        known = {r for (r,) in connection.execute("SELECT DISTINCT reason FROM refusal_counts")}
+        self._refusals = RefusalLedger(known)
+        return GroupCommitWriter(
+            connection,
+            deferred=(self._nodes, _RefusalSource(self._refusals)),
+            maintenance=self._prune_step,
+            maintenance_interval=prune_interval,
+            on_rollback=self._series.clear,
+            finalize=_finalize,
+            max_batch=max_batch,
+            deferred_flush_seconds=deferred_flush_seconds,
         )
 
     # -- durable writes --------------------------------------------------------------------
@@ -487,7 +506,6 @@ class SqliteHistoryStore:
                 (*series, record.minute),
             )
             row = (cursor.lastrowid, record.minute)
-            self._new_series.append(series)
         series_id, last_minute = int(row[0]), int(row[1])
         if record.minute > last_minute + _SERIES_REFRESH:
             connection.execute(
@@ -498,14 +516,6 @@ class SqliteHistoryStore:
             self._series.clear()
         self._series[series] = (series_id, last_minute)
         return series_id
-
-    def _forget_new_series(self) -> None:
-        """After a rollback, series rows created in that transaction no longer exist."""
-        for series in self._new_series:
-            self._series.pop(series, None)
-        self._new_series.clear()
-        # last_minute updates of the rolled-back transaction are gone too: re-read on demand.
-        self._series.clear()
 
     def _insert_observation(
         self, connection: sqlite3.Connection, record: ObservationRecord
@@ -574,7 +584,11 @@ class SqliteHistoryStore:
 
     def _prune_step(self, connection: sqlite3.Connection) -> tuple[int, bool]:
         """Delete at most `prune_batch` rows per table older than retention; (rows, more)."""
-        cutoff = self._clock() - self.retention_days * DAY
+        (newest,) = connection.execute(
+            "SELECT max(newest) FROM (SELECT max(minute) AS newest FROM observations "
+            "UNION ALL SELECT max(minute) FROM rounds)"
+        ).fetchone()
+        cutoff = retention_cutoff(self._clock(), newest, self.retention_days)
         batch = self._prune_batch
         deleted = 0
         more = False
@@ -647,5 +661,7 @@ def _insert_round(connection: sqlite3.Connection, record: RoundRecord) -> None:
 def _finalize(connection: sqlite3.Connection) -> None:
     """On a clean stop: refresh the planner's statistics and fold the WAL into the file."""
     with contextlib.suppress(sqlite3.Error):
+        # Bounded: ANALYZE samples at most this many rows per index, so shutdown stays quick.
+        connection.execute("PRAGMA analysis_limit = 1000")
         connection.execute("PRAGMA optimize")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")

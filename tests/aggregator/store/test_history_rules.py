@@ -264,16 +264,33 @@ async def test_retention_prunes_everything_older_than_its_days(
     await store.touch_node(node_row("binance-node", last_seen=recent + 61))
     store.count_refusal("bad_price", b"x", old + 1)
     await store.add_observation(observation("kraken", minute=recent))
+    newest = old + 31 * DAY
+    await store.add_observation(observation("coinbase", minute=newest))
 
-    clock.now = old + 31 * DAY  # 30 days of retention: `old` is past, `recent` is not
+    clock.now = newest + 65  # 30 days of retention: `old` is past, `recent` is not
     assert await store.prune() > 0
 
     state = store.recover(clock.now, EVERYTHING)
-    assert [r.minute for r in state.observations] == [recent, recent]
+    assert [r.minute for r in state.observations] == [recent, recent, newest]
     assert [r.minute for r in state.rounds] == [recent]
     assert [n.node_id for n in state.nodes] == ["binance-node"]
     assert store.equivocations() == []
     assert store.refusal_counts() == {}
+
+
+async def test_a_clock_jumping_far_ahead_never_prunes_the_recent_history(
+    store: AnyStore, clock: FakeClock
+) -> None:
+    for day in range(3):
+        await store.add_observation(observation(minute=T0 + day * DAY))
+        await store.add_round(round_record(T0 + day * DAY))
+
+    clock.now = T0 + 400 * DAY  # a VM restored with a wrong clock, a bad NTP source
+    await store.prune()
+
+    # Retention counts back from the newest data, not from a clock nothing was written at.
+    assert len(store.recover(clock.now, EVERYTHING).observations) == 3
+    assert len(store.rounds(None, None, 10, None)) == 3
 
 
 async def test_a_closed_store_refuses_writes_and_reads(store: AnyStore) -> None:

@@ -289,6 +289,16 @@ async def test_a_real_history_refuses_a_simulate_mode_aggregator(
     assert "simulated and real prices never share a database" in message
 
 
+def test_the_mode_is_checked_before_an_old_history_is_migrated(
+    db_path: Path, clock: FakeClock
+) -> None:
+    _file_at_version(db_path, 1)  # a real history of schema version 1
+    before = digest(db_path)
+
+    assert "REAL" in refused(db_path, clock, simulate=True)
+    assert digest(db_path) == before  # not migrated, not switched to WAL
+
+
 async def test_a_simulated_history_refuses_a_real_aggregator(
     db_path: Path, clock: FakeClock
 ) -> None:
