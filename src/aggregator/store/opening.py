@@ -167,10 +167,21 @@ def open_file(
         _configure(connection, path, synchronous)
         migrated = _migrate(connection, path, migrations)
         _write_probe(connection, path, None if recorded else mode_name(simulated), now)
+        if created:
+            # The new file's and its WAL's directory entries must survive a power cut too.
+            _fsync_directory(path.parent)
     except BaseException:
         connection.close()
         raise
     return OpenedFile(connection, created, migrated)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _inspect(
