@@ -90,6 +90,16 @@ class RefusalSample:
     sample: bytes
 
 
+# Minutes are unix seconds; anything beyond this is no minute any round can have, and SQLite
+# integers stop at 2**63 - 1. Query bounds are clamped here so a uint64 from the wire (a
+# GetPriceHistory bound of 2**64 - 1) selects what it means instead of overflowing.
+MINUTE_LIMIT = 2**62
+
+
+def clamp_minute(minute: int) -> int:
+    return max(-MINUTE_LIMIT, min(MINUTE_LIMIT, int(minute)))
+
+
 def recover_cutoff(now: float, horizon: float) -> float:
     """Oldest candle minute `recover` returns: candles that closed at most `horizon` ago.
 

@@ -11,8 +11,8 @@ already guarantee durability (battery-backed cache).
 
 Reads (`get_round`, `rounds`, `recover`) use their own connection on the caller's thread: in WAL
 mode readers never wait for the writer, and a read after an awaited write sees it. They are
-point or range lookups on primary keys, a few tens of microseconds, so they run inline on the
-event loop.
+point or range lookups on indexes (`get_round` ~10 us, a page of 100 rounds ~0.3 ms on the
+benchmark machine), so they run inline on the event loop.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from aggregator.store.opening import (
     prepare_directory,
 )
 from aggregator.store.records import (
+    MINUTE_LIMIT,
     EquivocationRecord,
     NodeRecordRow,
     ObservationRecord,
@@ -51,6 +52,7 @@ from aggregator.store.records import (
     check_equivocation,
     check_observation,
     check_round,
+    clamp_minute,
     recover_cutoff,
     retention_cutoff,
 )
@@ -349,7 +351,7 @@ class SqliteHistoryStore:
     # -- reads -----------------------------------------------------------------------------
 
     def get_round(self, minute: int) -> RoundRecord | None:
-        row = self._read_one(GET_ROUND_SQL, (minute,))
+        row = self._read_one(GET_ROUND_SQL, (clamp_minute(minute),))
         return _round(row) if row is not None else None
 
     def rounds(
@@ -368,7 +370,10 @@ class SqliteHistoryStore:
             until=to_minute is not None,
             before=before_minute is not None,
         )
-        rows = self._read_all(sql, (*(b for b in bounds if b is not None), limit))
+        rows = self._read_all(
+            sql,
+            (*(clamp_minute(b) for b in bounds if b is not None), min(limit, MINUTE_LIMIT)),
+        )
         return [_round(row) for row in rows]
 
     def recover(self, now: float, horizon: float) -> RecoveredState:
@@ -463,6 +468,12 @@ class SqliteHistoryStore:
 
     def stats(self) -> WriterStats:
         return self._writer.stats()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Set when the writer thread stopped on an unexpected error (every write then fails
+        with UNAVAILABLE): for the health check to report."""
+        return self._writer.failure
 
     async def close(self) -> None:
         """Flush deferred rows, checkpoint, close, release the lock; idempotent."""

@@ -163,6 +163,17 @@ async def test_rounds_honour_an_inclusive_minute_range(store: AnyStore) -> None:
     assert store.rounds(T0 + 600, None, 10, None) == []
 
 
+async def test_minute_bounds_from_the_wire_never_overflow(store: AnyStore) -> None:
+    await store.add_round(round_record(T0))
+    wire_max = 2**64 - 1  # a uint64 field of GetPriceHistory / GetRound
+
+    assert store.get_round(wire_max) is None
+    assert store.rounds(wire_max, None, 10, None) == []
+    assert [r.minute for r in store.rounds(0, wire_max, 10, wire_max)] == [T0]
+    assert store.rounds(None, None, 10, -(2**70)) == []
+    assert len(store.rounds(None, None, wire_max, None)) == 1
+
+
 @pytest.mark.parametrize("limit", [0, -1, True])
 async def test_rounds_refuses_a_limit_that_is_not_positive(store: AnyStore, limit: int) -> None:
     with pytest.raises(HistoryRecordError):
