@@ -7,6 +7,7 @@ byte for byte as it was: never silently emptied, overwritten or "repaired".
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -14,11 +15,12 @@ import sqlite3
 import stat
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from aggregator.config import AggregatorConfig, DatabaseConfig
+from aggregator.config import AggregatorConfig, DatabaseConfig, load_config
 from aggregator.store import InMemoryHistoryStore, SqliteHistoryStore, open_store
 from aggregator.store.schema import APPLICATION_ID, LATEST_VERSION, MIGRATIONS, Migration
 from common.errors import ConfigError
@@ -113,8 +115,6 @@ async def test_an_empty_existing_file_becomes_a_fresh_history(
 def test_open_store_gives_sqlite_by_default_and_memory_when_disabled(
     tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import asyncio
-
     config = AggregatorConfig(database=DatabaseConfig(path=tmp_path / "h.sqlite3"))
     durable = open_store(config.database, simulate=False, clock=clock)
     assert isinstance(durable, SqliteHistoryStore)
@@ -127,13 +127,39 @@ def test_open_store_gives_sqlite_by_default_and_memory_when_disabled(
     assert "a restart forgets every observation" in capsys.readouterr().out
 
 
+@dataclass(frozen=True)
+class Settings:
+    """Any object with the three attributes will do (the DatabaseSettings protocol)."""
+
+    retention_days: object
+    path: Path
+    enabled: bool = True
+
+
 @pytest.mark.parametrize("days", [0, -1, 100_000, 1.5, True])
-def test_a_retention_outside_its_range_is_a_config_error(
+def test_the_store_refuses_a_retention_outside_its_range_itself(
     tmp_path: Path, clock: FakeClock, days: object
 ) -> None:
-    config = DatabaseConfig(path=tmp_path / "h.sqlite3", retention_days=days)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="retention_days"):
-        open_store(config, simulate=False, clock=clock)
+        open_store(Settings(days, tmp_path / "h.sqlite3"), simulate=False, clock=clock)  # type: ignore[arg-type]
+    assert not (tmp_path / "h.sqlite3").exists()
+
+
+def test_the_database_table_of_the_config_file_opens_that_history(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    config_file = tmp_path / "aggregator.toml"
+    database = tmp_path / "history" / "oracle.sqlite3"
+    config_file.write_text(f'[database]\npath = "{database}"\nretention_days = 7\n')
+
+    config = load_config(config_file)
+    store = open_store(config.database, simulate=config.simulate, clock=clock)
+    try:
+        assert isinstance(store, SqliteHistoryStore)
+        assert store.retention_days == 7
+        assert database.is_file()
+    finally:
+        asyncio.run(store.close())
 
 
 def test_the_default_database_settings_match_the_team_interface() -> None:
