@@ -48,9 +48,13 @@ class ProcessLock:
         except OSError as error:
             os.close(descriptor)
             raise ConfigError(f"{database}: cannot lock {lock_path}: {error.strerror}") from error
-        os.fchmod(descriptor, 0o600)
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        # The pid is only for the refusal message: a lock file we cannot chmod or write (another
+        # owner's) still locks.
+        with contextlib.suppress(OSError):
+            os.fchmod(descriptor, 0o600)
+        with contextlib.suppress(OSError):
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
         return cls(lock_path, descriptor)
 
     def release(self) -> None:
