@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -92,12 +93,13 @@ async def test_outage_keeps_order_and_drops_oldest_when_full(aggregator: FakeAgg
 
     await aggregator.start()  # same port
     try:
-        # The channel reconnects within its short backoff; each flush is one minute's attempt.
+        # The channel reconnects within its short backoff (at most 2 s between attempts, where
+        # gRPC's own default grows to 120 s); each flush is one minute's attempt. The 10 s bound
+        # leaves room for a loaded machine.
         delivered = 0
-        for _ in range(20):
+        deadline = time.monotonic() + 10
+        while submitter.pending and time.monotonic() < deadline:
             delivered += await submitter.flush()
-            if not submitter.pending:
-                break
     finally:
         await submitter.close()
     assert delivered == 3
