@@ -59,7 +59,7 @@ class Keys:
     anchor_internal_key: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: each stream is its own subscriber
 class Subscriber:
     queue: asyncio.Queue[committer_pb2.RoundReport | None]
     overflowed: bool = False

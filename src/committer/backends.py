@@ -53,7 +53,7 @@ def _retrying(attempts: int) -> AsyncRetrying:
     return AsyncRetrying(
         retry=retry_if_exception(_transient),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=0.2, max=5),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5, jitter=0.2),
         reraise=True,
     )
 
