@@ -4,43 +4,35 @@ Tables `[committer]`, `[dlc]`, `[anchor]`, `[logging]` of `config/committer.toml
 keys, wrong types (strict: `port = "1"` is refused) and values out of bounds stop the process
 with one line naming the file and the key. Secrets are never in this file: keys and the DLC
 nonce seed live in 0600 key files it names, and Bitcoin Core credentials in a cookie file.
-Simulate mode forces regtest and labels everything SIMULATED. (When the shared
-`common/settings.py` lands, these models move onto its `Table` base; the keys stay.)
+Simulate mode forces regtest and labels everything SIMULATED. The models are built on
+`common/settings.py` (its `Table` base, path types, TOML reader and one-line errors).
 """
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from committer.anchoring import AnchorMode
 from committer.bitcoin import Network
 from committer.dlc.oracle import SigningMode
 from common.errors import ConfigError
+from common.settings import DirPath, FilePath, HostName, LoggingConfig, Table, explain, read_toml
 
-MAX_CONFIG_BYTES = 256 * 1024
 Port = Annotated[int, Field(ge=0, le=65535)]
-# TOML has no path or enum type: these two take their text (strict everywhere else).
-FilePath = Annotated[Path, Field(strict=False)]
+# TOML has no enum type: these take their text (strict everywhere else).
 Mode = Annotated[SigningMode, Field(strict=False)]
 AnchorModeSetting = Annotated[AnchorMode, Field(strict=False)]
 NetworkSetting = Annotated[Network, Field(strict=False)]
-
-
-class Table(BaseModel):
-    """Strict types, unknown keys refused, immutable once built."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
 class CommitterTable(Table):
     """[committer]: where the rounds come from, where reports are served, the oracle's keys."""
 
     aggregator: str = Field("127.0.0.1:50051", min_length=3, description="aggregator host:port")
-    host: str = Field("127.0.0.1", min_length=1, description="gRPC and HTTP listen address")
+    host: HostName = Field("127.0.0.1", description="gRPC and HTTP listen address")
     port: Port = Field(50061, description="CommitterService gRPC port")
     http_port: Port = Field(8061, description="read-only HTTP endpoint port")
     http_enabled: bool = True
@@ -49,7 +41,7 @@ class CommitterTable(Table):
     nonce_seed_file: FilePath = Field(Path("keys/committer-dlc-seed.key"), description="0600")
     # Beside the key by default: the nonce guard must not live with the database it protects
     # against (see committer.dlc.guard).
-    guard_dir: FilePath | None = None
+    guard_dir: DirPath | None = None
     simulate: bool = False
     # A fresh database catches up this far back; afterwards, from the last report.
     backfill_seconds: int = Field(86_400, ge=0, le=30 * 86_400)
@@ -95,7 +87,7 @@ class AnchorTable(Table):
     funding_txid: str = Field("", pattern=r"^([0-9a-f]{64})?$")
     funding_vout: int = Field(0, ge=0, le=0xFFFFFFFF)
     funding_amount: int = Field(0, ge=0, le=21_000_000 * 100_000_000)
-    psbt_dir: FilePath = Path("data/psbt")
+    psbt_dir: DirPath = Path("data/psbt")
     backend: Literal["none", "bitcoind", "esplora"] = "none"
     backend_url: str = ""
     rpc_user: str = ""
@@ -113,18 +105,13 @@ class AnchorTable(Table):
         return self
 
 
-class LoggingTable(Table):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    file: FilePath | None = None
-
-
 class CommitterConfig(Table):
     """The whole file; `source` names it in errors."""
 
     committer: CommitterTable = CommitterTable()
     dlc: DlcTable = DlcTable()
     anchor: AnchorTable = AnchorTable()
-    logging: LoggingTable = LoggingTable()
+    logging: LoggingConfig = LoggingConfig()
     source: str = Field("defaults", exclude=True)
 
     @property
@@ -140,31 +127,16 @@ class CommitterConfig(Table):
         return self.committer.guard_dir or self.committer.key_file.parent
 
 
-def _one_line(error: ValidationError, where: str) -> ConfigError:
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    table, _, rest = key.partition(".")
-    location = f"[{table}] {rest}" if rest else key
-    return ConfigError(f"{where}: {location}: {first['msg']} (got {first.get('input')!r})")
-
-
 def build_config(document: dict[str, object], *, source: str = "defaults") -> CommitterConfig:
     try:
         return CommitterConfig.model_validate({**document, "source": source})
     except ValidationError as error:
-        raise _one_line(error, source) from None
+        raise ConfigError(explain(error, CommitterConfig, source, {})) from None
 
 
 def load_config(path: Path, **overrides: dict[str, object]) -> CommitterConfig:
     """Read `path` (TOML), apply `overrides` ({table: {key: value}}), validate."""
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
-        document: dict[str, object] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    document: dict[str, Any] = read_toml(path)
     return build_config(merge(document, overrides), source=str(path))
 
 
