@@ -100,7 +100,7 @@ async def catch_up(rounds: int, workdir: Path) -> dict[str, object]:
     fake.add_rounds([make_round(BASE_MINUTE + 60 * i) for i in range(rounds)])
     config = make_config(workdir / "catchup")
     committer = Committer(config, open_store(config.committer.database), keys())
-    now = BASE_MINUTE + 60.0 * rounds + 60
+    now = BASE_MINUTE + 60.0 * rounds  # backfill_seconds (one day) reaches back to round 0
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     follower = Follower(committer, channel, clock=lambda: now)
     started = time.perf_counter()
