@@ -139,7 +139,10 @@ class Committer:
         for row in fresh:
             self._publish(row)
         for row in fresh:
-            self._attest_for(row, now)
+            try:
+                self._attest_for(row, now)
+            except Exception:  # noqa: BLE001 (one failed attestation must not stop the reports)
+                _log.exception("attestation_failed", minute=row.minute)
         return fresh
 
     def _sign(self, round_: oracle_pb2.Round, now: float) -> ReportRow | None:

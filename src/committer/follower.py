@@ -124,6 +124,8 @@ class Follower:
                 )
             except asyncio.CancelledError:
                 raise
+            except Exception:  # noqa: BLE001 (a bug is logged and retried, never a silent stop)
+                _log.exception("follower_failed", retry_in=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=delay)
             delay = min(delay * 2, self.config.reconnect_max_seconds)

@@ -65,14 +65,14 @@ class CommitterServicer(committer_pb2_grpc.CommitterServiceServicer):
         subscriber = Subscriber(asyncio.Queue(maxsize=committer.config.committer.stream_queue))
         committer.subscribers.add(subscriber)  # before the replay: nothing falls in between
         try:
-            sent = 0
+            replayed: set[int] = set()
             if request.from_minute:
                 cursor = request.from_minute
                 while True:
                     rows = committer.store.reports_from(cursor, REPLAY_PAGE)
                     for row in rows:
                         yield committer.report_message(row)
-                        sent = max(sent, row.minute)
+                        replayed.add(row.minute)
                     if len(rows) < REPLAY_PAGE:
                         break
                     cursor = rows[-1].minute + 1
@@ -84,7 +84,9 @@ class CommitterServicer(committer_pb2_grpc.CommitterServiceServicer):
                         "subscriber fell behind; reconnect with from_minute = last minute + 60",
                     )
                     return
-                if message.minute > sent:  # a replayed report is not sent twice
+                # A report signed during the replay may have been replayed already; one that
+                # fills an older gap (a late round) was not, and is sent.
+                if message.minute not in replayed:
                     yield message
         finally:
             committer.subscribers.discard(subscriber)

@@ -144,3 +144,24 @@ def test_store_file_is_private_locked_and_refuses_foreign_files(tmp_path: Path) 
     garbage.write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(ConfigError, match="cannot open"):
         open_store(garbage)
+
+
+async def test_no_secret_ever_reaches_the_log(committer_factory) -> None:
+    from structlog.testing import capture_logs
+
+    from tests.committer.conftest import ANCHOR_KEY, ORACLE_KEY, SEED
+
+    with capture_logs() as events:
+        committer = committer_factory(anchor={"funding_txid": "ef" * 32, "funding_amount": 100_000})
+        committer.announce_due(BASE_MINUTE)
+        forged = make_round(BASE_MINUTE + 3540)
+        forged.inputs[0].observations[0].price_e8 += 1
+        await committer.ingest(
+            [make_round(BASE_MINUTE + 60 * i) for i in range(59)], BASE_MINUTE + 3600
+        )
+        await committer.ingest([forged, make_round(BASE_MINUTE + 3540)], BASE_MINUTE + 3600)
+        await committer.anchor_due(BASE_MINUTE + 3600)
+    text = repr(events)
+    assert events
+    for secret in (ORACLE_KEY.secret_bytes(), SEED, ANCHOR_KEY.secret_bytes()):
+        assert secret.hex() not in text

@@ -187,3 +187,16 @@ async def test_simulate_mode_labels_every_report(tmp_path: Path) -> None:
         assert written[0].read_text().startswith("cHNidP8")
     finally:
         committer.store.close()
+
+
+async def test_stream_sends_a_late_report_that_fills_an_older_gap(served) -> None:
+    committer, stub, _port = served
+    await committer.ingest([make_round(BASE_MINUTE), make_round(BASE_MINUTE + 120)], MATURITY)
+    stream = stub.StreamRoundReports(
+        committer_pb2.StreamRoundReportsRequest(from_minute=BASE_MINUTE)
+    )
+    seen = [(await stream.read()).minute, (await stream.read()).minute]
+    await committer.ingest([make_round(BASE_MINUTE + 60)], MATURITY)  # closed late, caught up
+    seen.append((await stream.read()).minute)
+    stream.cancel()
+    assert seen == [BASE_MINUTE, BASE_MINUTE + 120, BASE_MINUTE + 60]
