@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -165,3 +166,40 @@ async def test_no_secret_ever_reaches_the_log(committer_factory) -> None:
     assert events
     for secret in (ORACLE_KEY.secret_bytes(), SEED, ANCHOR_KEY.secret_bytes()):
         assert secret.hex() not in text
+
+
+async def test_verify_fetches_the_transaction_by_txid_from_esplora(
+    tmp_path: Path, committer_factory
+) -> None:
+    import httpx
+    import respx
+
+    committer = committer_factory(anchor={"funding_txid": "ef" * 32, "funding_amount": 100_000})
+    await committer.ingest([make_round(BASE_MINUTE)], BASE_MINUTE + 3600)
+    (anchor,) = await committer.anchor_due(BASE_MINUTE + 3600)
+    bundle = tmp_path / "bundle.json"
+    document = views.to_json(views.inclusion_proof(committer, BASE_MINUTE))
+    document["anchor"]["tx"] = ""  # the verifier must not rely on the committer's copy
+    bundle.write_text(json.dumps(document))
+    url = "http://127.0.0.1:3002/api"
+    with respx.mock:
+        respx.get(f"{url}/tx/{anchor.txid}/hex").mock(
+            return_value=httpx.Response(200, text=anchor.tx.hex())
+        )
+        # The CLI runs its own event loop: in a thread, as from a shell.
+        result = await asyncio.to_thread(
+            CliRunner().invoke,
+            main,
+            [
+                "verify",
+                str(bundle),
+                "--txid",
+                anchor.txid,
+                "--backend",
+                "esplora",
+                "--backend-url",
+                url,
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    assert f"transaction is the anchor's ({anchor.txid})" in result.output
