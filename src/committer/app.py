@@ -49,6 +49,8 @@ _log = get_logger(service="committer")
 # SIMULATED). Its txid is sha256("SIMULATED anchor funding"), so it cannot be a real one by chance.
 SIMULATED_FUNDING_TXID = "a3f9c0f4d7a4c5d5f6a91f73a4c4a3f3a2d1c6b5e4f3a2b1c0d9e8f7a6b5c4d3"
 SIMULATED_FUNDING_SATS = 1_000_000
+# A closed round's candle opened at least a minute ago; beyond this it is a bad clock or a lie.
+FUTURE_SLACK = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,10 @@ class Committer:
         except ReportError as error:
             self.counters.refused += 1
             _log.error("round_refused", minute=round_.minute, reason=str(error))
+            return None
+        if facts.minute > now + FUTURE_SLACK:
+            self.counters.refused += 1
+            _log.error("round_refused", minute=round_.minute, reason="round is in the future")
             return None
         if facts.simulated != self.simulated:
             self.counters.refused += 1

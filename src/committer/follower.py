@@ -61,7 +61,10 @@ class Follower:
         from_minute = self._resume_from()
         rounds: list[oracle_pb2.Round] = []
         token = ""
-        while True:
+        # A day is two pages; the bound keeps a broken or hostile aggregator that hands out
+        # tokens forever from holding the follower (the next catch-up resumes from the last one).
+        max_pages = (int(self.clock()) - from_minute) // MINUTE // PAGE_LIMIT + 3
+        for _page in range(max_pages):
             page = await self.stub.GetPriceHistory(
                 oracle_pb2.GetPriceHistoryRequest(
                     from_minute=from_minute, limit=PAGE_LIMIT, page_token=token
@@ -69,9 +72,11 @@ class Follower:
                 timeout=30,
             )
             rounds.extend(page.rounds)
-            token = page.next_page_token
-            if not token:
+            if not page.next_page_token or page.next_page_token == token:
                 break
+            token = page.next_page_token
+        else:
+            _log.warning("history_truncated", pages=max_pages, from_minute=from_minute)
         rounds.sort(key=lambda r: r.minute)
         fresh = 0
         for start in range(0, len(rounds), INGEST_CHUNK):

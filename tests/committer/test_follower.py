@@ -118,3 +118,9 @@ async def test_a_round_the_nodes_did_not_sign_is_never_reported(
 async def test_a_simulated_round_is_refused_by_a_real_committer(committer_factory) -> None:
     committer = committer_factory()
     assert await committer.ingest([make_round(BASE_MINUTE, simulated=True)], NOW) == []
+
+
+async def test_a_round_from_the_future_is_refused(committer_factory) -> None:
+    committer = committer_factory()
+    assert await committer.ingest([make_round(BASE_MINUTE + 3600)], BASE_MINUTE) == []
+    assert committer.counters.refused == 1
