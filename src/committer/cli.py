@@ -83,7 +83,13 @@ def run(
             },
             logging={"file": log_file, "level": log_level},
         )
-        configure_logging(config.logging.level, config.logging.file, service="committer")
+        configure_logging(
+            config.logging.level,
+            config.logging.file,
+            service="committer",
+            max_bytes=config.logging.max_bytes,
+            backups=config.logging.backups,
+        )
         asyncio.run(serve(config))
     except OracleError as error:
         raise click.ClickException(str(error)) from error

@@ -77,7 +77,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticUndefined
 
 from common.errors import ConfigError
-from common.logsetup import configure_logging
+from common.logsetup import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, configure_logging
 
 # A config file is a few KiB; anything larger is a mistake (`--config /dev/zero`, a log file),
 # refused before it is read, so a wrong path can neither hang the process nor fill its memory.
@@ -212,6 +212,12 @@ NoRepeats = AfterValidator(_no_repeats)
 LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)]
 
 
+def _rotation_size(value: int) -> None:
+    # Below a few KiB every other line would start a new file: surely a unit mistake.
+    if 0 < value < 4096:
+        raise ValueError("must be 0 (never rotate) or at least 4096 bytes")
+
+
 class LoggingConfig(Table):
     """`[logging]`: every service's log level and optional JSON log file."""
 
@@ -219,6 +225,10 @@ class LoggingConfig(Table):
     """Log level"""
     file: FilePath | None = None
     """Append JSON log lines to this file"""
+    max_bytes: Annotated[int, Field(ge=0, le=2**40), checked(_rotation_size)] = DEFAULT_MAX_BYTES
+    """Rotate the log file before it grows past this many bytes (0: never rotate)"""
+    backups: int = Field(DEFAULT_BACKUPS, ge=1, le=100)
+    """Rotated log files kept (file.1 newest to file.N oldest)"""
 
 
 # --- reading the file ----------------------------------------------------------------------------
@@ -730,7 +740,13 @@ def start_logging(logging: LoggingConfig, *, service: str, origin: str) -> None:
             logging.file.parent.mkdir(parents=True, exist_ok=True)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
             os.close(os.open(logging.file, flags, 0o644))
-        configure_logging(logging.level, logging.file, service=service)
+        configure_logging(
+            logging.level,
+            logging.file,
+            service=service,
+            max_bytes=logging.max_bytes,
+            backups=logging.backups,
+        )
     except OSError as error:
         reason = error.strerror or str(error)
         raise ConfigError(

@@ -2,8 +2,9 @@
 
 Thin on purpose: every rule lives in `config`, `node` and below. Options beat `ORACLE_NODE_*`
 variables (each option's variable is in `--help`), which beat the config file. A bad setting is
-one line on stderr and exit status 2; so is a node id or log file already used by another running
-node on this machine (`instance_lock`). `--once` submits nothing, so it takes neither lock.
+one line on stderr and exit status 2; so is a node id already used by another running node on
+this machine (`instance_lock`) or a log file another process writes (`common.logsetup`). `--once`
+submits nothing, so it takes no node-id lock.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from oracle_node.config import (
     load_config,
 )
 from oracle_node.errors import FetchError, InvalidCandleError
-from oracle_node.instance_lock import HeldLock, lock_log_file, lock_node_id
+from oracle_node.instance_lock import lock_node_id
 from oracle_node.node import fetch_once, run_node
 
 PROGRAM = "oracle-node"
@@ -68,19 +69,16 @@ def main(config_path: Path | None, once: bool, **options: object) -> None:
     origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, source)
     if once:
         sys.exit(_once(config, origin))
-    locks: list[HeldLock] = []
     try:
-        locks.append(lock_node_id(config.run_dir, config.node_id))
+        lock = lock_node_id(config.run_dir, config.node_id)
+        # Also locks the log file against a second process (common.logsetup).
         start_logging(config.logging, service=PROGRAM, origin=origin)
-        if config.log_file is not None:
-            locks.append(lock_log_file(config.log_file))
     except ConfigError as error:
         exit_on_config_error(PROGRAM, error)
     try:
         asyncio.run(run_node(config))
     finally:
-        for lock in locks:
-            lock.release()
+        lock.release()
 
 
 def _once(config: NodeConfig, origin: str) -> int:

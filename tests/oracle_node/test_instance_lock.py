@@ -1,4 +1,8 @@
-"""One process per node id and per log file: the second node refuses to start, naming the first."""
+"""One process per node id and per log file: the second node refuses to start, naming the first.
+
+The log file's lock is `common.logsetup`'s (every service has it; tests/common/test_log_rotation.py
+tests it in depth); here it is seen through the node's command line.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import ConfigError
-from oracle_node.instance_lock import lock_log_file, lock_node_id
+from oracle_node.instance_lock import lock_node_id
 
 BIN = Path(sys.executable).parent / "oracle-node"
 
@@ -23,7 +27,7 @@ def test_a_held_node_id_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
     first = lock_node_id(tmp_path / "run", "oracle-node-1")
     try:
         with pytest.raises(
-            ConfigError, match=rf"'oracle-node-1' is already used .*pid {os.getpid()}"
+            ConfigError, match=rf"'oracle-node-1' is already used .*pid {os.getpid()} \(python"
         ):
             lock_node_id(tmp_path / "run", "oracle-node-1")
         other = lock_node_id(tmp_path / "run", "oracle-node-2")  # another id is free
@@ -33,17 +37,6 @@ def test_a_held_node_id_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
         first.release()
     again = lock_node_id(tmp_path / "run", "oracle-node-1")  # released: free again
     again.release()
-
-
-def test_a_held_log_file_is_refused(tmp_path: Path) -> None:
-    log = tmp_path / "node.log"
-    first = lock_log_file(log)
-    try:
-        with pytest.raises(ConfigError, match=rf"node.log' is already written .*pid {os.getpid()}"):
-            lock_log_file(log)
-    finally:
-        first.release()
-    lock_log_file(log).release()
 
 
 def test_a_run_dir_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
@@ -97,11 +90,15 @@ def test_a_second_node_with_the_same_id_refuses_to_start(
     result = _second(_node(tmp_path, "shared-id", tmp_path / "second.log"))
 
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [
-        f"oracle-node: configuration error: node id 'shared-id' is already used by another "
-        f"running node (pid {running_node.pid}, lock {tmp_path / 'run' / 'node-shared-id.lock'}): "
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        "oracle-node: configuration error: node id 'shared-id' is already used by another "
+        f"running node (pid {running_node.pid} (oracle-node --config /dev/null --node-id shared-id"
+    )
+    assert line.endswith(
+        f"; lock {tmp_path / 'run' / 'node-shared-id.lock'}): "
         "stop that node or give this one another --node-id"
-    ]
+    )
     assert not (tmp_path / "second.log").exists()  # refused before logging started
     assert running_node.poll() is None  # the first one is untouched
 
@@ -116,8 +113,8 @@ def test_a_second_node_on_the_same_log_file_refuses_to_start(
 
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
-    assert f"log file '{log}' is already written by another running node" in line
-    assert f"pid {running_node.pid}" in line
+    assert f"log file '{log}' is already written by another running process" in line
+    assert f"pid {running_node.pid} (oracle-node --config" in line
     node_ids = {json.loads(entry).get("node_id") for entry in log.read_text().splitlines()}
     assert node_ids == {"shared-id"}, "the refused node wrote into the first node's log"
     assert log.read_text().startswith(before)
