@@ -23,9 +23,13 @@ from aggregator.config import (
 )
 from aggregator.server import serve
 from common.errors import ConfigError
+from common.listen import ensure_can_listen
 from common.logsetup import get_logger
 from common.settings import (
+    check_config_option,
+    check_log_file,
     click_options,
+    exit_config_valid,
     exit_on_config_error,
     given_values,
     origin_of,
@@ -45,7 +49,8 @@ PROGRAM = "aggregator"
     help=f"TOML config file  [default: {DEFAULT_CONFIG_PATH}, if present]",
 )
 @click_options(AggregatorFile, OVERRIDES)
-def main(config_path: Path | None, **options: object) -> None:
+@check_config_option
+def main(config_path: Path | None, check_config: bool, **options: object) -> None:
     """Aggregate per-exchange BTC prices from oracle nodes and serve them over gRPC."""
     if config_path is None and DEFAULT_CONFIG_PATH.is_file():
         config_path = DEFAULT_CONFIG_PATH
@@ -53,13 +58,21 @@ def main(config_path: Path | None, **options: object) -> None:
     try:
         config = load_config(config_path, given, os.environ)
         origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, config.source)
-        start_logging(config.logging, service=PROGRAM, origin=origin)
+        if check_config:
+            check_log_file(config.logging, origin=origin)
+        else:
+            start_logging(config.logging, service=PROGRAM, origin=origin)
     except ConfigError as error:
         exit_on_config_error(PROGRAM, error)
     for warning in config.warnings:
         click.echo(f"{PROGRAM}: warning: {warning}", err=True)
-        get_logger().warning("config_warning", detail=warning)
+        if not check_config:
+            get_logger().warning("config_warning", detail=warning)
+    if check_config:
+        exit_config_valid(PROGRAM, config.source)
     try:
+        # Asked first, so a taken port is one clear line, not gRPC's own stderr line and ours.
+        ensure_can_listen(config.host, config.port, what="the aggregator's gRPC port")
         asyncio.run(serve(config))
     except ConfigError as error:  # the port cannot be bound: a runtime failure, exit 1
         raise click.ClickException(str(error)) from error

@@ -16,7 +16,9 @@ import click
 
 from committer.config import CommitterConfig, build_config, load_config
 from common.errors import OracleError
+from common.listen import ensure_can_listen
 from common.logsetup import configure_logging
+from common.settings import CHECK_CONFIG_HELP, check_log_file, exit_config_valid
 
 DEFAULT_CONFIG = Path("config/committer.toml")
 option = functools.partial(click.option, show_envvar=True)
@@ -41,7 +43,12 @@ config_option = option(
 )
 
 
-@click.group(context_settings={"auto_envvar_prefix": "ORACLE_COMMITTER"})
+@click.group(
+    context_settings={
+        "auto_envvar_prefix": "ORACLE_COMMITTER",
+        "help_option_names": ["-h", "--help"],
+    }
+)
 def main() -> None:
     """Signed round reports, DLC oracle attestations and Bitcoin anchoring for the oracle."""
 
@@ -56,6 +63,9 @@ def main() -> None:
 @option("--simulate/--no-simulate", default=None, help="Regtest, PSBTs to a directory, SIMULATED.")
 @option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="JSON log file.")
 @option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
+@click.option(
+    "--check-config", is_flag=True, help=CHECK_CONFIG_HELP + " Key files are checked when present."
+)
 def run(
     config_path: Path | None,
     aggregator: str | None,
@@ -66,6 +76,7 @@ def run(
     simulate: bool | None,
     log_file: Path | None,
     log_level: str | None,
+    check_config: bool,
 ) -> None:
     """Follow the aggregator's closed rounds; sign, attest and anchor them; serve the results."""
     from committer.server import run as serve  # noqa: PLC0415 (keeps `verify` light)
@@ -83,6 +94,19 @@ def run(
             },
             logging={"file": log_file, "level": log_level},
         )
+        if check_config:
+            _check(config)
+        # Asked first, so a taken port is one clear line, not gRPC's own stderr line and ours.
+        ensure_can_listen(
+            config.committer.host, config.committer.port, what="the committer's gRPC port"
+        )
+        if config.committer.http_enabled:
+            ensure_can_listen(
+                config.committer.host,
+                config.committer.http_port,
+                what="the committer's HTTP port",
+                option="--http-port",
+            )
         configure_logging(
             config.logging.level,
             config.logging.file,
@@ -92,7 +116,20 @@ def run(
         )
         asyncio.run(serve(config))
     except OracleError as error:
+        if check_config:
+            click.echo(f"committer: configuration error: {error}", err=True)
+            sys.exit(2)
         raise click.ClickException(str(error)) from error
+
+
+def _check(config: CommitterConfig) -> None:
+    """`run --check-config`: the settings (already loaded), the log file and any existing keys."""
+    from committer.server import key_paths, load_keys  # noqa: PLC0415
+
+    check_log_file(config.logging, origin=config.source)
+    if all(path.exists() for path in key_paths(config)):
+        load_keys(config)  # modes, formats, and the anchor key apart from the oracle key
+    exit_config_valid("committer", config.source)
 
 
 @main.command()

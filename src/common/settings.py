@@ -726,20 +726,35 @@ def origin_of(
     return chosen[2] if chosen else f"{source}: {render_key(key)}"
 
 
-def start_logging(logging: LoggingConfig, *, service: str, origin: str) -> None:
-    """Configure structlog; a log file that cannot be appended to is a `ConfigError` naming it.
+def check_log_file(logging: LoggingConfig, *, origin: str) -> None:
+    """A log file that this process cannot append to is a `ConfigError` naming it.
 
     The file is checked by opening it (what matters is whether this process can append to it,
     which a permission check cannot tell: root passes `os.access` on /proc/version). A FIFO is
-    accepted only while something reads it.
+    accepted only while something reads it. Whether another process writes it is checked when
+    logging starts (`common.logsetup` locks it), not here: `--check-config` must pass while the
+    process it is about to replace still runs.
     """
+    if logging.file is None:
+        return
     try:
-        if logging.file is not None:
-            # Without a reader, opening a FIFO for writing would block forever; non-blocking,
-            # it fails at once (ENXIO), and so does anything else this process cannot append to.
-            logging.file.parent.mkdir(parents=True, exist_ok=True)
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
-            os.close(os.open(logging.file, flags, 0o644))
+        # Without a reader, opening a FIFO for writing would block forever; non-blocking, it
+        # fails at once (ENXIO), and so does anything else this process cannot append to.
+        logging.file.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+        os.close(os.open(logging.file, flags, 0o644))
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(
+            f"{origin}: cannot append to log file {str(logging.file)!r}: {reason}"
+        ) from None
+
+
+def start_logging(logging: LoggingConfig, *, service: str, origin: str) -> None:
+    """Configure structlog; a log file that cannot be appended to is a `ConfigError` naming it,
+    and so is one that another running process writes (`common.logsetup`)."""
+    check_log_file(logging, origin=origin)
+    try:
         configure_logging(
             logging.level,
             logging.file,
@@ -752,6 +767,27 @@ def start_logging(logging: LoggingConfig, *, service: str, origin: str) -> None:
         raise ConfigError(
             f"{origin}: cannot append to log file {str(logging.file)!r}: {reason}"
         ) from None
+
+
+CHECK_CONFIG_HELP: Final = (
+    "Validate the configuration (every setting, and that the log file can be appended to), "
+    "print one line and exit: 0 valid, 2 not. Starts nothing, binds no port, takes no lock."
+)
+
+
+def check_config_option(command: CommandT) -> CommandT:
+    """`--check-config`, the same flag on every service: the run scripts validate every part's
+    configuration with it before they start any part."""
+    decorated: CommandT = click.option("--check-config", is_flag=True, help=CHECK_CONFIG_HELP)(
+        command
+    )
+    return decorated
+
+
+def exit_config_valid(program: str, source: object) -> NoReturn:
+    """What `--check-config` prints for a valid configuration; exit status 0."""
+    click.echo(f"{program}: configuration OK ({source or 'defaults'})")
+    raise SystemExit(0)
 
 
 def exit_on_config_error(program: str, error: ConfigError) -> NoReturn:

@@ -22,7 +22,10 @@ import click
 
 from common.errors import ConfigError
 from common.settings import (
+    check_config_option,
+    check_log_file,
     click_options,
+    exit_config_valid,
     exit_on_config_error,
     given_values,
     origin_of,
@@ -30,7 +33,7 @@ from common.settings import (
 )
 
 from .app import SimApp, sim_logger
-from .config import ENV_PREFIX, OVERRIDES, SimFile, load_config
+from .config import ENV_PREFIX, OVERRIDES, SimConfig, SimFile, load_config
 from .faults import FaultSpecError
 from .server import create_server, run_in_thread
 
@@ -121,6 +124,33 @@ def _write_port_file(path: Path, port: int) -> None:
     partial.replace(path)  # atomic: a reader never sees an empty or half-written file
 
 
+def _configure(
+    config_path: Path | None,
+    specs: list[dict[str, Any]],
+    options: dict[str, object],
+    *,
+    check_config: bool,
+) -> tuple[SimConfig, SimApp]:
+    """Load and validate everything, start logging; with `check_config`, say so and exit."""
+    given = given_values(options, OVERRIDES)
+    try:
+        config = load_config(config_path, given, os.environ, startup_faults=tuple(specs))
+        origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, config.source)
+        if check_config:
+            check_log_file(config.logging, origin=origin)
+        else:
+            start_logging(config.logging, service=PROGRAM, origin=origin)
+    except ConfigError as error:
+        exit_on_config_error(PROGRAM, error)
+    try:
+        app = SimApp(config)
+    except FaultSpecError as exc:
+        raise click.UsageError(str(exc)) from None
+    if check_config:
+        exit_config_valid(PROGRAM, config.source)
+    return config, app
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -167,6 +197,7 @@ def _write_port_file(path: Path, port: int) -> None:
     metavar="VENUE:PERCENT",
     help="VENUE's price jumps by PERCENT from now on.",
 )
+@check_config_option
 def main(
     config_path: Path | None,
     rate_limit: tuple[str, ...],
@@ -176,6 +207,7 @@ def main(
     freeze: tuple[str, ...],
     fault_json: tuple[str, ...],
     jump: tuple[str, ...],
+    check_config: bool,
     **options: object,
 ) -> None:
     """SIMULATED Binance/Coinbase/Kraken candle APIs on one port (offline mode, test fake).
@@ -185,18 +217,8 @@ def main(
     until cleared (DELETE /_sim/faults).
     """
     specs = fault_specs_from_flags(rate_limit, http_5xx, slow, malformed, freeze, jump, fault_json)
-    given = given_values(options, OVERRIDES)
-    try:
-        config = load_config(config_path, given, os.environ, startup_faults=tuple(specs))
-        origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, config.source)
-        start_logging(config.logging, service=PROGRAM, origin=origin)
-    except ConfigError as error:
-        exit_on_config_error(PROGRAM, error)
+    config, app = _configure(config_path, specs, options, check_config=check_config)
     log = sim_logger()
-    try:
-        app = SimApp(config)
-    except FaultSpecError as exc:
-        raise click.UsageError(str(exc)) from None
 
     host, port, port_file = config.host, config.port, config.port_file
     try:

@@ -20,7 +20,10 @@ import click
 from common.errors import ConfigError
 from common.settings import (
     LoggingConfig,
+    check_config_option,
+    check_log_file,
     click_options,
+    exit_config_valid,
     exit_on_config_error,
     given_values,
     origin_of,
@@ -56,7 +59,8 @@ PROGRAM = "oracle-node"
     is_flag=True,
     help="Fetch the newest closed 1-minute candle, print it as JSON and exit",
 )
-def main(config_path: Path | None, once: bool, **options: object) -> None:
+@check_config_option
+def main(config_path: Path | None, once: bool, check_config: bool, **options: object) -> None:
     """Collect one exchange's closed 1-minute BTC candle at every minute and submit its close."""
     if config_path is None and DEFAULT_CONFIG_PATH.is_file():
         config_path = DEFAULT_CONFIG_PATH
@@ -67,6 +71,14 @@ def main(config_path: Path | None, once: bool, **options: object) -> None:
         exit_on_config_error(PROGRAM, error)
     source = str(config.source) if config.source is not None else "<defaults>"
     origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, source)
+    if check_config:
+        try:
+            check_log_file(config.logging, origin=origin)
+        except ConfigError as error:
+            exit_on_config_error(PROGRAM, error)
+        exit_config_valid(
+            PROGRAM, f"{source}; exchange {config.exchange.name}, node {config.node_id}"
+        )
     if once:
         sys.exit(_once(config, origin))
     try:

@@ -96,7 +96,13 @@ def test_taken_port_exits_with_clear_error(tmp_path):
             check=False,
         )
     assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}: the port is taken" in result.stderr
+    # One clear line naming the holder; no raw gRPC `add_port.cc` line before it.
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        f"Error: cannot listen on 127.0.0.1:{port} (the aggregator's gRPC port): "
+        f"the port is taken by pid {os.getpid()} ("
+    )
+    assert "add_port" not in result.stderr
 
 
 def test_max_price_must_be_positive(tmp_path):

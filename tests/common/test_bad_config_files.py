@@ -523,9 +523,10 @@ def test_every_option_shows_its_environment_variable() -> None:
     for service in SERVICES.values():
         text = CliRunner().invoke(service.command, ["--help"], terminal_width=200).stdout
         for param in service.command.params:
-            # Fault flags (multiple) have no variable, on purpose; --once is an action.
+            # Fault flags (multiple) have no variable, on purpose; --once and --check-config are
+            # actions.
             skip = not isinstance(param, click.Option) or param.multiple
-            if skip or param.name in {"help", "once"}:
+            if skip or param.name in {"help", "once", "check_config"}:
                 continue
             assert "env var:" in text.split(param.opts[0], 1)[1].split("\n  -", 1)[0]
 
