@@ -8,8 +8,14 @@ object for machines, and a simulated aggregate is always labelled SIMULATED. It 
 of proto/oracle.proto and treats every field the original contract lacks as optional, so it also
 runs against an original aggregator or with bindings generated from the original .proto.
 
-Exit status: 0 healthy; 1 answering but unhealthy (or GetAggregatedPrice failed); 2 usage error;
-3 unreachable. With `--alive`, 0 whenever the aggregator answers HealthCheck at all.
+Exit status: 0 healthy; 1 answering but unhealthy (or GetAggregatedPrice failed); 2 usage error
+(including an exchange the aggregator does not know, `--source bitstamp`); 3 unreachable. With
+`--alive`, 0 whenever the aggregator answers HealthCheck at all.
+
+Prices in `--json` are exact decimals written as JSON numbers (`99782.26333333`, never the
+binary double's `99782.26333333334`): from the contract's `*_e8` integers when the aggregator
+sends them (`"exact": true`), else the double rounded to the contract's 8 decimals
+(`"exact": false`).
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +68,23 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 PROBE_ID = "probe:test_aggregator"
+E8 = Decimal(10) ** -8
+# An exchange name as the aggregator's config takes it; anything else is a usage error here.
+EXCHANGE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# The variables that decide which system the run scripts act on (scripts/lib/procs.sh's list):
+# a hint for the operator to copy carries those that are set.
+_SCRIPT_VARIABLES = (
+    "ORACLE_RUN_DIR",
+    "ORACLE_LOG_DIR",
+    "ORACLE_STATE_DIR",
+    "ORACLE_CONFIG_DIR",
+    "ORACLE_AGGREGATOR_HOST",
+    "ORACLE_AGGREGATOR_PORT",
+    "ORACLE_SIM_PORT",
+    "ORACLE_COMMITTER_PORT",
+    "ORACLE_COMMITTER_HTTP_PORT",
+    "ORACLE_EXPLORER_PORT",
+)
 
 
 def _field(message: Any, name: str, default: Any) -> Any:  # noqa: ANN401 - proto messages
@@ -69,6 +96,65 @@ def _minute_utc(minute: int) -> str | None:
     if minute <= 0:
         return None
     return datetime.fromtimestamp(minute, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def exact_price(message: Any, name: str) -> tuple[Decimal, bool]:  # noqa: ANN401 - proto
+    """The price field `name` as an exact Decimal, and whether it is exact.
+
+    `name_e8` (the integer x 10^8 the contract carries beside the double) when the aggregator
+    sends it; else the double rounded to 8 decimals, the contract's precision.
+    """
+    e8 = int(_field(message, f"{name}_e8", 0) or 0)
+    if e8 > 0:
+        return _plain(Decimal(e8).scaleb(-8)), True
+    value = float(_field(message, name, 0.0))
+    return _plain(Decimal(repr(value)).quantize(E8, rounding=ROUND_HALF_EVEN)), False
+
+
+def _plain(value: Decimal) -> Decimal:
+    """Without trailing zeros, and never in exponent form: 100010.25, 100000 (not 1E+5)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
+class _ExactJson:
+    """json.dumps that writes Decimals as JSON numbers with their exact digits.
+
+    The standard encoder writes a float's binary repr and refuses a Decimal; a Decimal goes out
+    first as a marker string (a random token no answer from the network can forge) and the
+    marker is replaced by the bare number.
+    """
+
+    def __init__(self) -> None:
+        self._token = uuid.uuid4().hex
+        self._marker = re.compile(rf'"{self._token}:(-?[0-9]+(?:\.[0-9]+)?)"')
+
+    def _default(self, value: object) -> object:
+        if isinstance(value, Decimal):
+            return f"{self._token}:{value:f}"
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    def dumps(self, document: object) -> str:
+        text = json.dumps(document, sort_keys=True, default=self._default)
+        return self._marker.sub(r"\1", text)
+
+
+def script_hint(script: str, *args: str, target: str = "") -> str:
+    """`VAR=... /path/scripts/SCRIPT ARGS`: the command in the environment this probe runs in.
+
+    The port of `target` is added as ORACLE_AGGREGATOR_PORT when it is not the default and the
+    variable is not set, so the copied command acts on the aggregator this probe asked.
+    """
+    words = [
+        f"{name}={shlex.quote(os.environ[name])}"
+        for name in _SCRIPT_VARIABLES
+        if os.environ.get(name)
+    ]
+    port = target.rpartition(":")[2]
+    if port.isdigit() and port != "50051" and not os.environ.get("ORACLE_AGGREGATOR_PORT"):
+        words.append(f"ORACLE_AGGREGATOR_PORT={port}")
+    words.append(str(_REPO_ROOT / "scripts" / script))
+    words.extend(shlex.quote(arg) for arg in args)
+    return " ".join(words)
 
 
 @dataclass
@@ -84,6 +170,8 @@ class ProbeResult:
     aggregate: dict[str, Any] | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)
     exit_code: int = EXIT_UNREACHABLE
+
+    usage_error: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,9 +210,11 @@ def _health_dict(response: Any) -> dict[str, Any]:  # noqa: ANN401 - proto messa
 
 def _aggregate_dict(response: Any) -> dict[str, Any]:  # noqa: ANN401 - proto message
     minute = int(_field(response, "aggregate_minute", 0))
+    price, exact = exact_price(response, "aggregated_price")
     return {
         "success": response.success,
-        "price": response.aggregated_price,
+        "price": price,
+        "exact": exact,
         "data_points": response.data_points,
         "last_update": response.last_update,
         "aggregate_minute": minute,
@@ -138,9 +228,11 @@ def _aggregate_dict(response: Any) -> dict[str, Any]:  # noqa: ANN401 - proto me
 
 def _input_dict(point: Any) -> dict[str, Any]:  # noqa: ANN401 - proto message
     minute = int(point.timestamp)
+    price, exact = exact_price(point, "price")
     return {
         "source": point.source,
-        "price": point.price,
+        "price": price,
+        "exact": exact,
         "quote": _field(point, "quote", ""),
         "minute": minute,
         "minute_utc": _minute_utc(minute),
@@ -156,7 +248,9 @@ def _rpc_reason(error: grpc.RpcError, target: str) -> str:
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return (
             f"cannot reach the aggregator at {target} ({code.name.lower()}: {details}); "
-            "start it with scripts/run_multi_nodes.sh"
+            f"see what runs: {script_hint('status.sh', target=target)}; start the aggregator "
+            f"alone: {script_hint('run_multi_nodes.sh', '--only', 'aggregator', target=target)} "
+            "(add --simulate for a simulated system)"
         )
     name = code.name if code is not None else "error"
     return f"aggregator at {target} answered {name}: {details}"
@@ -196,6 +290,13 @@ def probe(
         except grpc.RpcError as error:
             result.reason = _rpc_reason(error, target)
             result.exit_code = EXIT_UNHEALTHY
+            invalid = isinstance(error, grpc.Call) and (
+                error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            )
+            if source and invalid:
+                # `--source bitstamp`: the aggregator knows no such exchange, a usage error.
+                result.usage_error = True
+                result.exit_code = EXIT_USAGE
             return result
     result.aggregate = _aggregate_dict(price)
     result.inputs = [_input_dict(point) for point in price.recent_prices]
@@ -212,7 +313,7 @@ def probe(
     return result
 
 
-def _fmt_price(price: float) -> str:
+def _fmt_price(price: Decimal | float) -> str:
     return f"{price:,.2f}"
 
 
@@ -243,9 +344,10 @@ def render_text(result: ProbeResult) -> str:
         when = aggregate["aggregate_minute_utc"] or "minute unknown"
         age = aggregate["age_seconds"]
         age_text = f", age {age} s" if age is not None and aggregate["aggregate_minute"] else ""
+        count = aggregate["data_points"]
         lines.append(
             f"  {label}aggregate: {_fmt_price(aggregate['price'])} from "
-            f"{aggregate['data_points']} exchanges for {when}{age_text}"
+            f"{count} exchange{'' if count == 1 else 's'} for {when}{age_text}"
         )
     else:
         lines.append(f"  aggregate: none ({aggregate['message'] or 'no fresh prices'})")
@@ -289,7 +391,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=5.0, metavar="SECONDS", help="deadline per call (5)"
     )
     parser.add_argument(
-        "--source", help="one exchange's price only (GetAggregatedPrice source_filter)"
+        "--source",
+        help="one exchange's price only (GetAggregatedPrice source_filter), e.g. kraken",
     )
     parser.add_argument(
         "--alive",
@@ -301,20 +404,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--watch needs a positive number of seconds")
     if args.timeout <= 0:
         parser.error("--timeout needs a positive number of seconds")
+    if args.source is not None and not EXCHANGE_NAME.fullmatch(args.source):
+        parser.error(f"--source needs an exchange name such as kraken, not {args.source!r}")
     args.target = normalise_target(args.target)
     return args
 
 
 def _report(result: ProbeResult, as_json: bool) -> None:
     """stdout carries the view (or the JSON); a failure adds its one-line reason on stderr."""
-    print(
-        json.dumps(result.to_json(), sort_keys=True) if as_json else render_text(result), flush=True
-    )
+    print(_ExactJson().dumps(result.to_json()) if as_json else render_text(result), flush=True)
     if result.exit_code != EXIT_HEALTHY:
         print(f"{_status_word(result)}: {result.reason}", file=sys.stderr, flush=True)
 
 
 def _status_word(result: ProbeResult) -> str:
+    if result.usage_error:
+        return "USAGE"
     return "UNREACHABLE" if not result.reachable else "UNHEALTHY"
 
 
@@ -323,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         result = probe(args.target, args.timeout, args.source, alive=args.alive)
         _report(result, args.json)
-        if args.watch is None:
+        if args.watch is None or result.usage_error:
             return result.exit_code
         try:
             time.sleep(args.watch)

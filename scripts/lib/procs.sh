@@ -11,9 +11,20 @@
 # cannot be read never makes a live process look dead (and its PID file disappear). Nothing here
 # ever looks a process up by its name.
 #
+# A PID file may hold more lines after those two, `key=value` each, recording how the part was
+# started (mode=simulated|real, endpoint, log, ...): `scripts/status.sh` and `restart.sh` read them,
+# so what they show is what was started, not what the environment says today.
+#
+# The parts: simulator, aggregator, committer, explorer and one node per config/oracle-node-<N>.toml
+# (named node<N>_<exchange>; `--only` also takes the exchange's name, or `nodes` for all of them).
+#
 # Environment (all optional): ORACLE_RUN_DIR (PID files, default <repo>/run), ORACLE_LOG_DIR
-# (logs, default <repo>/logs), ORACLE_AGGREGATOR_PORT (50051), ORACLE_SIM_PORT (8099),
-# ORACLE_CONFIG_DIR (the per-node configs, default <repo>/config).
+# (logs, default <repo>/logs), ORACLE_STATE_DIR (working directory of the started processes, where
+# their configs' relative data/ and keys/ paths resolve: default <repo>; simulated runs use
+# <state dir>/data/simulated, so simulated databases and keys never mix with real ones),
+# ORACLE_CONFIG_DIR (the configs, default <repo>/config), ORACLE_AGGREGATOR_PORT (50051),
+# ORACLE_SIM_PORT (8099), ORACLE_COMMITTER_PORT (50061), ORACLE_COMMITTER_HTTP_PORT (8061),
+# ORACLE_EXPLORER_PORT (8090).
 
 oracle_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
@@ -27,8 +38,50 @@ oracle_abs_dir() {
 
 run_dir="$(oracle_abs_dir "${ORACLE_RUN_DIR:-$oracle_root/run}")"
 log_dir="$(oracle_abs_dir "${ORACLE_LOG_DIR:-$oracle_root/logs}")"
+state_dir="$(oracle_abs_dir "${ORACLE_STATE_DIR:-$oracle_root}")"
+config_dir="$(oracle_abs_dir "${ORACLE_CONFIG_DIR:-$oracle_root/config}")"
 aggregator_port="${ORACLE_AGGREGATOR_PORT:-50051}"
 sim_port="${ORACLE_SIM_PORT:-8099}"
+committer_port="${ORACLE_COMMITTER_PORT:-50061}"
+committer_http_port="${ORACLE_COMMITTER_HTTP_PORT:-8061}"
+explorer_port="${ORACLE_EXPLORER_PORT:-8090}"
+
+# oracle_work_dir MODE: where a part of that mode (simulated or real) runs.
+oracle_work_dir() {
+  if [ "$1" = simulated ]; then
+    printf '%s/data/simulated\n' "$state_dir"
+  else
+    printf '%s\n' "$state_dir"
+  fi
+}
+
+# Every variable the scripts read that decides which system they act on. A hint printed for the
+# operator to copy carries the ones that are set (directories made absolute), or the copied
+# command would act on another system (e.g. the default run/ instead of ORACLE_RUN_DIR's).
+oracle_env_vars=(ORACLE_RUN_DIR ORACLE_LOG_DIR ORACLE_STATE_DIR ORACLE_CONFIG_DIR
+  ORACLE_AGGREGATOR_HOST ORACLE_AGGREGATOR_PORT ORACLE_SIM_PORT ORACLE_SIM_SEED
+  ORACLE_COMMITTER_PORT ORACLE_COMMITTER_HTTP_PORT ORACLE_EXPLORER_PORT)
+
+# oracle_hint SCRIPT [ARGS...]: the command line that runs scripts/SCRIPT in this environment.
+oracle_hint() {
+  local words=() var value
+  for var in "${oracle_env_vars[@]}"; do
+    value="${!var:-}"
+    [ -n "$value" ] || continue
+    case "$var" in
+      ORACLE_RUN_DIR) value="$run_dir" ;;
+      ORACLE_LOG_DIR) value="$log_dir" ;;
+      ORACLE_STATE_DIR) value="$state_dir" ;;
+      ORACLE_CONFIG_DIR) value="$config_dir" ;;
+    esac
+    words+=("$var=$(printf '%q' "$value")")
+  done
+  words+=("$oracle_root/scripts/$1")
+  shift
+  local arg
+  for arg in "$@"; do words+=("$(printf '%q' "$arg")"); done
+  printf '%s\n' "${words[*]}"
+}
 
 # The aggregator binds ORACLE_AGGREGATOR_HOST (default 0.0.0.0); clients on this machine reach a
 # wildcard bind over loopback.
@@ -59,16 +112,77 @@ oracle_python() {
 oracle_nodes=()
 oracle_node_ids=()
 oracle_node_configs=()
+oracle_node_names=()
 oracle_load_nodes() {
   local python table index exchange node_id config
   python="$(oracle_python)" || exit 2
-  table="$("$python" "$oracle_root/scripts/lib/node_table.py" "${ORACLE_CONFIG_DIR:-$oracle_root/config}")" || exit 2
+  table="$("$python" "$oracle_root/scripts/lib/node_table.py" "$config_dir")" || exit 2
   oracle_nodes=()
+  oracle_node_names=()
   while read -r index exchange node_id config; do
     oracle_nodes+=("$index $exchange")
     oracle_node_ids[$index]="$node_id"
     oracle_node_configs[$index]="$config"
+    oracle_node_names+=("node${index}_${exchange}")
   done <<<"$table"
+}
+
+# Every part, in start order (the node table must be loaded).
+oracle_all_parts() {
+  printf '%s\n' simulator aggregator committer explorer "${oracle_node_names[@]}"
+}
+
+# oracle_resolve_parts SPEC...: the part names SPEC (comma lists allowed) stands for, one per line,
+# in start order and each once. A part (`aggregator`), an exchange (`kraken`: its node), a node
+# name (`node3_kraken`) or id (`oracle-node-3`), or `nodes`. Exits 2 on an unknown name.
+oracle_resolve_parts() {
+  local spec word name wanted=() index exchange found
+  for spec in "$@"; do
+    for word in ${spec//,/ }; do
+      found=0
+      case "$word" in
+        simulator | aggregator | committer | explorer)
+          wanted+=("$word")
+          found=1
+          ;;
+        nodes)
+          wanted+=("${oracle_node_names[@]}")
+          found=1
+          ;;
+      esac
+      for entry in "${oracle_nodes[@]}"; do
+        read -r index exchange <<<"$entry"
+        if [ "$word" = "$exchange" ] || [ "$word" = "node${index}_${exchange}" ] ||
+          [ "$word" = "${oracle_node_ids[$index]}" ]; then
+          wanted+=("node${index}_${exchange}")
+          found=1
+        fi
+      done
+      if [ "$found" = 0 ]; then
+        local exchanges=()
+        for entry in "${oracle_nodes[@]}"; do
+          read -r index exchange <<<"$entry"
+          exchanges+=("$exchange")
+        done
+        echo "$(basename "$0"): unknown part '$word'; use simulator, aggregator, committer, explorer, nodes or an exchange (${exchanges[*]})" >&2
+        exit 2
+      fi
+    done
+  done
+  while read -r name; do
+    for word in "${wanted[@]}"; do
+      if [ "$word" = "$name" ]; then
+        printf '%s\n' "$name"
+        break
+      fi
+    done
+  done < <(oracle_all_parts)
+}
+
+# oracle_node_index NAME: N of node<N>_<exchange>.
+oracle_node_index() {
+  local rest="${1#node}"
+  printf '%s\n' "${rest%%_*}"
 }
 
 # proc_stat PID: sets PROC_STATE and PROC_START from /proc/PID/stat (both empty if unreadable).
@@ -106,13 +220,42 @@ proc_gone() {
 
 pidfile_path() { printf '%s/%s.pid\n' "$run_dir" "$1"; }
 
-# Record a process just started; written to a temporary file first so a reader never sees half.
+# pidfile_write NAME PID [KEY=VALUE...]: record a process just started, with how it was started.
+# Written to a temporary file first so a reader never sees half.
 pidfile_write() {
   local name="$1" pid="$2" file
+  shift 2
   file="$(pidfile_path "$name")"
   mkdir -p "$run_dir"
-  printf '%s\n%s\n' "$pid" "$(proc_identity "$pid")" >"$file.tmp"
+  {
+    printf '%s\n%s\n' "$pid" "$(proc_identity "$pid")"
+    [ "$#" -eq 0 ] || printf '%s\n' "$@"
+  } >"$file.tmp"
   mv -f "$file.tmp" "$file"
+}
+
+# pidfile_field NAME KEY: a recorded KEY=VALUE of NAME's PID file ("" when absent).
+pidfile_field() {
+  local file line
+  file="$(pidfile_path "$1")"
+  [ -r "$file" ] || return 0
+  while IFS= read -r line; do
+    case "$line" in "$2="*) printf '%s\n' "${line#*=}" && return 0 ;; esac
+  done <"$file"
+}
+
+# port_holders PORT...: "PORT<TAB>holder" for each port something listens on (read from /proc).
+port_holders() {
+  local python
+  python="$(oracle_python)" || return 0
+  "$python" "$oracle_root/scripts/lib/holders.py" port "$@"
+}
+
+# lock_holders PATH...: "PATH<TAB>holder" for each lock file a running process holds.
+lock_holders() {
+  local python
+  python="$(oracle_python)" || return 0
+  "$python" "$oracle_root/scripts/lib/holders.py" lock "$@"
 }
 
 # pidfile_check NAME: sets PIDFILE_PID, PIDFILE_REASON (why stale) and PIDFILE_STATE to one of

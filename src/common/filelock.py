@@ -61,8 +61,26 @@ def lock_holder(descriptor: int) -> str:
     return f"pid {pid} ({command})" if command else f"pid {pid}"
 
 
-def _holder_pid(descriptor: int) -> int | None:
-    info = os.fstat(descriptor)
+def holder_of(path: Path) -> str | None:
+    """Who holds the `flock` lock on `path` (`pid N (command line)`), None when nobody does.
+
+    Read from /proc/locks only, never by trying the lock: asking must not, even for an instant,
+    make the file look taken to a process starting at that moment. None also when the file does
+    not exist or /proc/locks cannot be read.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    pid = _locks_entry(info)
+    if pid is None:
+        return None
+    command = command_line(pid)
+    return f"pid {pid} ({command})" if command else f"pid {pid}"
+
+
+def _locks_entry(info: os.stat_result) -> int | None:
+    """The pid /proc/locks lists as holding a FLOCK on the file of `info`."""
     device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
     try:
         with open("/proc/locks", encoding="ascii", errors="replace") as locks:
@@ -72,6 +90,13 @@ def _holder_pid(descriptor: int) -> int | None:
                     return int(fields[4]) if fields[4].isdigit() else None
     except OSError:
         pass
+    return None
+
+
+def _holder_pid(descriptor: int) -> int | None:
+    pid = _locks_entry(os.fstat(descriptor))
+    if pid is not None:
+        return pid
     try:
         content = os.pread(descriptor, 32, 0).decode("ascii", errors="replace").strip()
     except OSError:

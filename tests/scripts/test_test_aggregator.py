@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 
@@ -127,7 +128,109 @@ def test_unreachable_aggregator_exits_3_with_a_hint(capsys: pytest.CaptureFixtur
     assert json.loads(out)["reachable"] is False
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("UNREACHABLE: cannot reach the aggregator")
-    assert "run_multi_nodes.sh" in err
+    assert "run_multi_nodes.sh --only aggregator" in err  # not a dead end: one part can start
+    assert "status.sh" in err
+
+
+def test_the_unreachable_hint_carries_the_environment_in_use(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Copied as printed, the command must act on this system, not on the default run/ directory.
+    monkeypatch.setenv("ORACLE_RUN_DIR", str(tmp_path / "my run"))
+    monkeypatch.delenv("ORACLE_AGGREGATOR_PORT", raising=False)
+    port = free_port()
+    code, _, err = _run(["--target", f"127.0.0.1:{port}", "--timeout", "2"], capsys)
+    assert code == 3
+    expected = (
+        f"ORACLE_RUN_DIR='{tmp_path / 'my run'}' ORACLE_AGGREGATOR_PORT={port} "
+        f"{SCRIPTS / 'run_multi_nodes.sh'} --only aggregator"
+    )
+    assert expected in err
+
+
+def test_an_unknown_exchange_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # The aggregator's answer to a source it does not know (its own validation).
+    import grpc
+
+    class Refusing(FakeAggregator):
+        def GetAggregatedPrice(self, request, context):  # type: ignore[no-untyped-def]
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "source_filter: unknown exchange")
+
+    fake = Refusing(health=oracle_pb2.HealthResponse(healthy=True))
+    with serving(fake) as port:
+        code, _, err = _run(["--target", f"127.0.0.1:{port}", "--source", "bitstamp"], capsys)
+        watched, _, _ = _run(
+            ["--target", f"127.0.0.1:{port}", "--source", "bitstamp", "--watch", "5"], capsys
+        )
+    assert code == 2
+    assert err.strip() == (
+        f"USAGE: aggregator at 127.0.0.1:{port} answered INVALID_ARGUMENT: "
+        "source_filter: unknown exchange"
+    )
+    assert watched == 2  # --watch does not keep asking a question that cannot be answered
+
+
+def test_a_malformed_source_is_refused_before_asking(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        probe_script.main(["--target", f"127.0.0.1:{free_port()}", "--source", "Bit stamp"])
+    assert exit_info.value.code == 2
+    assert "--source needs an exchange name" in capsys.readouterr().err
+
+
+def test_one_exchange_is_singular(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = healthy_three_exchanges()
+    fake.price.data_points = 1
+    del fake.price.recent_prices[1:]
+    with serving(fake) as port:
+        _, out, _ = _run(["--target", f"127.0.0.1:{port}", "--source", "binance"], capsys)
+    assert "from 1 exchange for" in out
+    assert "1 exchanges" not in out
+
+
+def test_json_prices_are_the_exact_decimals_of_the_e8_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = healthy_three_exchanges()
+    # The double the contract also carries, and the exact integer beside it.
+    fake.price.aggregated_price = 99782.26333333334
+    fake.price.aggregated_price_e8 = 9_978_226_333_333
+    fake.price.recent_prices[0].price = 100010.5
+    fake.price.recent_prices[0].price_e8 = 10_001_050_000_000
+    with serving(fake) as port:
+        code, out, _ = _run(["--target", f"127.0.0.1:{port}", "--json"], capsys)
+    assert code == 0
+    assert '"price": 99782.26333333,' in out  # a JSON number with the exact digits
+    assert "99782.26333333334" not in out
+    assert '"price": 100010.5,' in out
+    report = json.loads(out, parse_float=Decimal)
+    assert report["aggregate"]["price"] == Decimal("99782.26333333")
+    assert report["aggregate"]["exact"] is True
+    assert report["inputs"][0]["exact"] is True
+    assert report["inputs"][1]["exact"] is False  # no e8 sent for it: the double, 8 decimals
+
+
+def test_json_prices_without_e8_are_the_double_to_8_decimals(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = healthy_three_exchanges()
+    fake.price.aggregated_price = 99782.26333333334  # the long float
+    with serving(fake) as port:
+        _, out, _ = _run(["--target", f"127.0.0.1:{port}", "--json"], capsys)
+    assert '"price": 99782.26333333,' in out
+    assert json.loads(out)["aggregate"]["exact"] is False
+
+
+def test_a_forged_marker_in_an_answer_stays_a_string(capsys: pytest.CaptureFixture[str]) -> None:
+    # The exact-number writer replaces a marker by a number; a hostile aggregator must not be
+    # able to plant one (the marker is a random token per run).
+    fake = healthy_three_exchanges()
+    fake.price.recent_prices[0].node_id = "@@exact:1@@"
+    fake.price.message = '"deadbeef:1"'
+    with serving(fake) as port:
+        _, out, _ = _run(["--target", f"127.0.0.1:{port}", "--json"], capsys)
+    report = json.loads(out)
+    assert report["inputs"][0]["node_id"] == "@@exact:1@@"
+    assert report["aggregate"]["message"] == '"deadbeef:1"'
 
 
 def test_a_port_that_never_answers_is_unreachable_well_before_the_timeout(
@@ -230,7 +333,8 @@ async def test_against_the_real_aggregator_reports_the_mean_of_three_exchanges()
     assert result.exit_code == 0
     assert result.healthy is True
     assert result.simulated is False
-    assert result.aggregate["price"] == pytest.approx((100000.5 + 100003.0 + 99999.25) / 3)
+    # The exact mean is 100000.91666...: the contract's 8 decimals, never a double's digits.
+    assert result.aggregate["price"] == Decimal("100000.91666667")
     assert result.aggregate["aggregate_minute"] == minute
     assert result.health["active_nodes"] == 3  # the probe itself is not counted
     assert {point["source"] for point in result.inputs} == {"binance", "coinbase", "kraken"}
