@@ -109,7 +109,9 @@ sim_url="http://127.0.0.1:$sim_port"
 committer_target="127.0.0.1:$committer_port"
 committer_http="http://127.0.0.1:$committer_http_port"
 explorer_url="http://127.0.0.1:$explorer_port/"
-run_hint="$(oracle_hint run_multi_nodes.sh "${mode_flag[@]}")"
+only_args=()
+[ "${#only[@]}" -eq 0 ] || only_args=(--only "$(IFS=,; printf '%s' "${only[*]}")")
+run_hint="$(oracle_hint run_multi_nodes.sh "${mode_flag[@]}" "${only_args[@]}")"
 
 # Every refusal is decided before anything is started or installed; the lock (fd 9, closed in
 # every child) keeps two concurrent runs from both passing the checks.
@@ -170,19 +172,29 @@ part_command() {
 # check_configs PART...: each program's own --check-config, with the options it will be started
 # with, all at once; prints every failure and returns 1 when any.
 check_configs() {
-  local checks name i names=("$@") check_pids=() bad=()
+  local checks name file i names=() check_pids=() bad=()
   mkdir -p "$work_dir"
   checks="$(mktemp -d)"
   for name in "$@"; do
     part_command "$name"
     (cd "$work_dir" && exec "${cmd[@]}" --check-config) >"$checks/$name" 2>&1 </dev/null 9>&- &
     check_pids+=("$!")
+    names+=("$name")
+    if [ "$name" = committer ] && [ -f "$config_dir/committer.toml" ]; then
+      # `committer keygen` reads the file alone (no options): it must be valid on its own too.
+      names+=("committer (its file alone, as keygen reads it)")
+      (cd "$work_dir" && exec "$bin/committer" run --config "$config_dir/committer.toml" \
+        --check-config) >"$checks/committer-file" 2>&1 </dev/null 9>&- &
+      check_pids+=("$!")
+    fi
   done
   for i in "${!check_pids[@]}"; do
     wait "${check_pids[$i]}" || bad+=("${names[$i]}")
   done
   for name in "${bad[@]}"; do
-    grep -v '^[[:space:]]*$' "$checks/$name" | sed "s/^/  $name: /" >&2
+    file="$checks/$name"
+    [ "${name%% *}" = "$name" ] || file="$checks/${name%% *}-file"
+    grep -v '^[[:space:]]*$' "$file" | sed "s/^/  $name: /" >&2
   done
   rm -rf "$checks"
   [ "${#bad[@]}" -eq 0 ]
@@ -225,6 +237,7 @@ external=()
 to_start=()
 # One system, one mode: a part of ours running in the other mode refuses the run, asked for or not.
 other_mode=()
+mode_refused=0
 while read -r name; do
   pidfile_check "$name"
   recorded="$(pidfile_field "$name" mode)"
@@ -233,6 +246,7 @@ while read -r name; do
   fi
 done < <(oracle_all_parts)
 if [ "${#other_mode[@]}" -gt 0 ]; then
+  mode_refused=1
   if [ "$simulate" = 1 ]; then
     refused+=("these parts run in REAL mode, but --simulate was asked: ${other_mode[*]}")
   else
@@ -366,6 +380,7 @@ for name in "${to_start[@]}"; do
       if mode="$(committer_mode)"; then
         if [ "$mode" != "$want_mode" ]; then
           refused+=("the committer on $committer_target (not started by these scripts) runs in $mode mode, $want_mode was asked")
+          mode_refused=1
         fi
         external+=("committer")
         continue
@@ -396,6 +411,7 @@ for name in "${to_start[@]}"; do
 done
 
 if [ -n "$agg_mode" ] && [ "$agg_mode" != "$want_mode" ] && [ "${#other_mode[@]}" -eq 0 ]; then
+  mode_refused=1
   if [ "$agg_mode" = simulated ]; then
     refused+=("the aggregator on $agg_target runs in SIMULATED mode, but real mode was asked")
   else
@@ -405,11 +421,16 @@ fi
 if [ "${#refused[@]}" -gt 0 ]; then
   echo "REFUSED, nothing was started:" >&2
   printf '  %s\n' "${refused[@]}" >&2
-  other_flag=(--simulate)
-  [ "$simulate" = 1 ] && other_flag=()
-  echo "  Real and simulated prices are never mixed. To see what runs: $(oracle_hint status.sh)" >&2
-  echo "  To stop it: $(oracle_hint stop_nodes.sh --all); or keep it and start what is missing" >&2
-  echo "  in its mode: $(oracle_hint run_multi_nodes.sh "${other_flag[@]}")" >&2
+  echo "  See what runs: $(oracle_hint status.sh)" >&2
+  if [ "$mode_refused" = 1 ]; then
+    other_flag=(--simulate)
+    [ "$simulate" = 1 ] && other_flag=()
+    echo "  Real and simulated prices are never mixed. Stop that system: $(oracle_hint stop_nodes.sh --all)" >&2
+    echo "  or keep it and start what is missing in its mode: $(oracle_hint run_multi_nodes.sh "${other_flag[@]}" "${only_args[@]}")" >&2
+  else
+    echo "  A process these scripts did not start holds what the part needs: stop it where it was" >&2
+    echo "  started, or give this system other ports (the variables above), then: $run_hint" >&2
+  fi
   exit 3
 fi
 

@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
-# THE test command (README.md names it; .ci/run calls it): sets up .venv, then lint, types, tests.
-# Extra arguments go to pytest, e.g. scripts/test.sh -k aggregation -x
+# THE test command (README.md names it; .ci/run calls it): sets up .venv (creates it, or
+# reinstalls the project when pyproject.toml changed), then ruff check, ruff format --check,
+# mypy --strict and pytest. A run that collects no tests fails.
+#
+# Usage: scripts/test.sh [PYTEST ARGS...]     e.g. scripts/test.sh -m "not e2e" -k aggregation -x
+#        scripts/test.sh -h | --help          this text (touches nothing: no venv, no install)
+#        scripts/test.sh --pytest-help        pytest's own help, through the venv
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+case "${1:-}" in
+  -h | --help)
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
+    exit 0
+    ;;
+  --pytest-help)
+    exec "$root/.venv/bin/python" -m pytest --help
+    ;;
+esac
 cd "$root"
 # shellcheck source=scripts/venv.sh
 source "$root/scripts/venv.sh" dev

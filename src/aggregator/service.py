@@ -170,13 +170,16 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         if key == self._logged_aggregate:
             return
         self._logged_aggregate = key
+        # A fixed event name: a tool reading the log matches "aggregate" in either mode, and the
+        # mode is a field (`mode: SIMULATED` as on every simulated node line).
         _log.info(
-            f"{_label(self._config)}aggregate",
+            "aggregate",
             price=_price_text(current.price),
             exchanges=len(current.inputs),
             nodes=self._book.active_node_count(now),
             minute=format_minute(current.minute),
             simulated=self._config.simulate,
+            mode="SIMULATED" if self._config.simulate else "real",
         )
 
     # -- GetAggregatedPrice ----------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
+import structlog
 from structlog.typing import FilteringBoundLogger
 
 from common.logsetup import get_logger
@@ -347,6 +348,13 @@ async def run_node(
     config: NodeConfig, *, clock: Clock = system_clock, sleep: Sleep = asyncio.sleep
 ) -> None:
     """The whole process: build the client, fetcher, submitter and loop; run until a signal."""
+    # Every line of this process names the node, also those of the fetcher and the venue client
+    # (candle_not_yet_published, fetch_retry, ...), which know the exchange but not the node.
+    with structlog.contextvars.bound_contextvars(node_id=config.node_id):
+        await _run_node(config, clock=clock, sleep=sleep)
+
+
+async def _run_node(config: NodeConfig, *, clock: Clock, sleep: Sleep) -> None:
     stop = asyncio.Event()
     async with make_client(config.exchange) as client:
         fetcher = CandleFetcher(

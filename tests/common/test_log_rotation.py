@@ -269,3 +269,58 @@ def test_a_held_log_file_in_this_process_is_a_config_error(tmp_path: Path) -> No
         if holder.stdin is not None:
             holder.stdin.close()
         holder.wait(timeout=10)
+
+
+@pytest.mark.e2e  # a real simulator process answering a few hundred requests (~10 s)
+def test_a_real_service_rotating_its_log_under_load_keeps_every_request_line(
+    tmp_path: Path,
+) -> None:
+    """The exchange simulator logs each venue request: 200 requests from four threads, a
+    rotation every ~14 lines, and every request's line is found exactly once."""
+    import concurrent.futures
+    import urllib.request
+
+    log = tmp_path / "logs" / "simulator.log"
+    config = tmp_path / "sim.toml"
+    config.write_text(f'[logging]\nfile = "{log}"\nmax_bytes = 4096\nbackups = 100\n')
+    port_file = tmp_path / "port"
+    simulator = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "exchange-sim"),
+            "--config",
+            str(config),
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not port_file.exists():
+            assert simulator.poll() is None, simulator.stderr.read() if simulator.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        base = f"http://127.0.0.1:{port}/api/v3/klines?symbol=BTCUSDT&interval=1m&seq="
+
+        def ask(seq: int) -> int:
+            with urllib.request.urlopen(base + str(seq), timeout=10) as answer:
+                return int(answer.status)
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            assert set(pool.map(ask, range(200))) == {200}
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=20)
+    files = _all_files(log)
+    assert len(files) >= 10
+    seen: Counter[int] = Counter()
+    for path in files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            event = json.loads(line)
+            if event["event"] == "venue_request":
+                seen[int(event["query"]["seq"])] += 1
+    assert seen == Counter(range(200))

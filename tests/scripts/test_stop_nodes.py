@@ -6,10 +6,13 @@ script does to them is what it would do to a node, and a wrong kill is visible a
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 from pathlib import Path
 
 from tests.scripts.conftest import start_sleeper
+from tests.scripts.fake_aggregator import FakeAggregator, serving
 from tests.scripts.helpers import (
     is_alive,
     proc_identity,
@@ -120,7 +123,9 @@ def test_without_all_the_aggregator_and_simulator_keep_running(
     node.wait(timeout=5)
     assert is_alive(aggregator.pid)
     assert is_alive(simulator.pid)
-    assert "stop it too with" in result.stdout
+    assert "keeps running; stop everything with:" in result.stdout
+    # The hint, copied, acts on this system: it carries the run directory in use.
+    assert f"ORACLE_RUN_DIR={run_dir} " in result.stdout
 
     result = run_script("stop_nodes.sh", "--all", env=script_env)
 
@@ -151,3 +156,78 @@ def test_unknown_option_is_a_usage_error(script_env: dict[str, str]) -> None:
     result = run_script("stop_nodes.sh", "--everything", env=script_env)
     assert result.returncode == 2
     assert "unknown argument" in result.stderr
+
+
+def test_only_stops_the_named_parts(
+    script_env: dict[str, str], spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    run_dir = _run_dir(script_env)
+    parts = {
+        name: start_sleeper(spawn)
+        for name in ("aggregator", "committer", "node1_binance", "node3_kraken")
+    }
+    for name, process in parts.items():
+        write_pidfile(run_dir, name, process.pid)
+
+    result = run_script("stop_nodes.sh", "--only", "kraken,committer", env=script_env)
+
+    assert result.returncode == 0, result.stderr
+    parts["node3_kraken"].wait(timeout=5)
+    parts["committer"].wait(timeout=5)
+    assert is_alive(parts["aggregator"].pid)
+    assert is_alive(parts["node1_binance"].pid)
+    assert sorted(path.name for path in run_dir.glob("*.pid")) == [
+        "aggregator.pid",
+        "node1_binance.pid",
+    ]
+
+
+def test_only_a_part_that_is_not_running_is_nothing_to_stop(script_env: dict[str, str]) -> None:
+    result = run_script("stop_nodes.sh", "--only", "aggregator", env=script_env)
+    assert result.returncode == 0
+    assert "Nothing to stop" in result.stdout
+
+
+def test_a_port_still_held_after_stopping_everything_is_named(
+    script_env: dict[str, str], spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    # Issue 15: `stop_nodes.sh --all` exited 0 while a hand-started aggregator held the port.
+    run_dir = _run_dir(script_env)
+    node = start_sleeper(spawn)
+    write_pidfile(run_dir, "node1_binance", node.pid)
+    port = int(script_env["ORACLE_AGGREGATOR_PORT"])
+    with serving(FakeAggregator(), port):
+        result = run_script("stop_nodes.sh", "--all", env=script_env)
+
+    assert result.returncode == 3
+    node.wait(timeout=5)
+    warning = next(line for line in result.stderr.splitlines() if line.startswith("WARNING"))
+    assert warning.startswith(
+        f"WARNING: port {port} (aggregator) is still held by pid {os.getpid()} ("
+    )
+    assert "not started by these scripts" in warning
+    assert f"ORACLE_RUN_DIR={run_dir} " in result.stderr  # the status hint
+
+
+def test_the_committer_ports_are_checked_after_stopping_it(script_env: dict[str, str]) -> None:
+    http_port = int(script_env["ORACLE_COMMITTER_HTTP_PORT"])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", http_port))
+        squatter.listen()
+        result = run_script("stop_nodes.sh", "--only", "committer", env=script_env)
+    assert result.returncode == 3
+    assert f"port {http_port} (committer) is still held by pid {os.getpid()}" in result.stderr
+
+
+def test_stopping_the_nodes_alone_checks_no_port(script_env: dict[str, str]) -> None:
+    # Nodes have no port: a held aggregator port is none of a plain stop's business.
+    with serving(FakeAggregator(), int(script_env["ORACLE_AGGREGATOR_PORT"])):
+        result = run_script("stop_nodes.sh", env=script_env)
+    assert result.returncode == 0
+    assert "WARNING" not in result.stderr
+
+
+def test_all_and_only_together_is_a_usage_error(script_env: dict[str, str]) -> None:
+    result = run_script("stop_nodes.sh", "--all", "--only", "kraken", env=script_env)
+    assert result.returncode == 2
+    assert "exclude each other" in result.stderr
