@@ -307,7 +307,7 @@ def test_a_real_service_rotating_its_log_under_load_keeps_every_request_line(
         base = f"http://127.0.0.1:{port}/api/v3/klines?symbol=BTCUSDT&interval=1m&seq="
 
         def ask(seq: int) -> int:
-            with urllib.request.urlopen(base + str(seq), timeout=10) as answer:
+            with urllib.request.urlopen(base + str(seq), timeout=10) as answer:  # noqa: S310 - http to the test server
                 return int(answer.status)
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:

@@ -137,16 +137,10 @@ def test_once_takes_no_lock(running_node: subprocess.Popen[bytes], tmp_path: Pat
 
 @pytest.mark.e2e  # starts the real simulator, aggregator and nodes through the run script
 def test_a_hand_started_copy_of_a_scripted_node_is_refused(tmp_path: Path) -> None:
-    from tests.scripts.helpers import REPO_ROOT, free_port, run_script
+    from tests.scripts.conftest import isolated_env
+    from tests.scripts.helpers import REPO_ROOT, run_script
 
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ORACLE_")}
-    env.update(
-        ORACLE_RUN_DIR=str(tmp_path / "run"),
-        ORACLE_LOG_DIR=str(tmp_path / "logs"),
-        ORACLE_AGGREGATOR_HOST="127.0.0.1",
-        ORACLE_AGGREGATOR_PORT=str(free_port()),
-        ORACLE_SIM_PORT=str(free_port()),
-    )
+    env = isolated_env(tmp_path)
     try:
         started = run_script("run_multi_nodes.sh", "--simulate", env=env)
         assert started.returncode == 0, started.stdout + started.stderr
