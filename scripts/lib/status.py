@@ -5,6 +5,7 @@ to wait for a part to answer).
 
     status.py --run-dir DIR [--json] --part NAME KIND ENDPOINT LOG ...
     status.py --probe KIND ENDPOINT        exit 0 when it answers; its answer as JSON on stdout
+                                           (for a node, ENDPOINT is its log file)
 
 KIND is what the part is and how it is asked:
 - `aggregator`: `OracleService.HealthCheck` (answering = alive; healthy is its own data verdict),
@@ -355,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.probe:
         kind, endpoint = args.probe
-        answer = ask(kind, endpoint, Path(os.devnull), {})
+        if kind == "node":
+            answer = ask(kind, "", Path(endpoint), {})
+        else:
+            answer = ask(kind, endpoint, Path(os.devnull), {})
         print(json.dumps(asdict(answer)))
         return EXIT_OK if answer.ok else EXIT_DOWN
     if args.run_dir is None or not args.part:
