@@ -352,10 +352,8 @@ held_ports() {
 
 # --- decide the parts to start: every refusal happens here, before anything is started ----------
 agg_mode=""
-agg_ours=0
 for name in "${keep[@]}"; do
   if [ "$name" = aggregator ]; then
-    agg_ours=1
     pidfile_check aggregator
     # Ours and alive, maybe still starting: give it the usual time to answer.
     deadline=$((SECONDS + start_timeout))
