@@ -119,3 +119,57 @@ def test_gone_is_answered_right_inside_an_exit_trap(
         tmp_path, f"trap 'proc_gone {sleeper.pid} && echo gone || echo alive' EXIT\ntrue"
     )
     assert result.stdout.splitlines() == ["alive"]
+
+
+def test_a_pid_file_records_how_the_part_was_started(tmp_path: Path) -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        result = _source_and_run(
+            tmp_path,
+            f"pidfile_write committer {sleeper.pid} mode=simulated 'log=/var/log/a b.log'\n"
+            "pidfile_check committer; echo state=$PIDFILE_STATE\n"
+            "pidfile_field committer mode; pidfile_field committer log; pidfile_field committer x",
+        )
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["state=running", "simulated", "/var/log/a b.log"]
+    lines = (tmp_path / "run" / "committer.pid").read_text().splitlines()
+    assert lines[0] == str(sleeper.pid)
+    assert lines[2:] == ["mode=simulated", "log=/var/log/a b.log"]
+
+
+def test_a_hint_carries_the_variables_in_use_quoted_and_absolute(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", "-c", f'source "{SCRIPTS}/lib/procs.sh"; oracle_hint stop_nodes.sh --only kraken'],
+        env={
+            "PATH": os.environ["PATH"],
+            "ORACLE_RUN_DIR": "my run",  # relative, with a space
+            "ORACLE_SIM_PORT": "8199",
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = str(tmp_path / "my run").replace(" ", "\\ ")
+    assert result.stdout.strip() == (
+        f"ORACLE_RUN_DIR={run_dir} ORACLE_SIM_PORT=8199 {SCRIPTS}/stop_nodes.sh --only kraken"
+    )
+    # Pasted into a shell, it sets exactly those values.
+    echoed = subprocess.run(
+        [
+            "bash",
+            "-c",
+            result.stdout.strip().replace(f"{SCRIPTS}/stop_nodes.sh --only kraken", "printenv"),
+        ],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert f"ORACLE_RUN_DIR={tmp_path / 'my run'}" in echoed.stdout.splitlines()
