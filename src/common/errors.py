@@ -48,3 +48,9 @@ class ConfigError(OracleError):
     """A configuration file, option or environment variable is missing or invalid."""
 
     status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class UnavailableError(OracleError):
+    """The service cannot take this call now (shutting down, draining); retry elsewhere or later."""
+
+    status = grpc.StatusCode.UNAVAILABLE
