@@ -18,30 +18,39 @@ class StreamingSettings(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     max_subscribers: int = Field(
-        1000, ge=1, le=100_000, description="SubscribePrices streams open at once"
+        default=1000, ge=1, le=100_000, description="SubscribePrices streams open at once"
     )
     # One client (one address) cannot take every slot; a proxy fanning out to many users should
     # hold one subscription and fan out itself, or be given a higher bound.
     max_subscribers_per_peer: int = Field(
-        100, ge=1, le=100_000, description="SubscribePrices streams open at once from one address"
+        default=100,
+        ge=1,
+        le=100_000,
+        description="SubscribePrices streams open at once from one address",
     )
     # Price updates are conflated, so a subscriber never falls behind by more than one price:
     # being behind means not taking an update that has waited this long (its connection stalls).
     max_lag_seconds: float = Field(
-        30.0,
+        default=30.0,
         gt=0,
         le=3600,
         description="Seconds an update may wait for a subscriber before it is dropped",
     )
     # Round closes come once a minute, but a restart can close several overdue rounds at once.
     round_queue: int = Field(
-        16, ge=1, le=1024, description="Round closes held for one subscriber before it is dropped"
+        default=16,
+        ge=1,
+        le=1024,
+        description="Round closes held for one subscriber before it is dropped",
     )
     max_streams: int = Field(
-        256, ge=1, le=100_000, description="StreamPrices (node submission) streams open at once"
+        default=256,
+        ge=1,
+        le=100_000,
+        description="StreamPrices (node submission) streams open at once",
     )
     max_health_watchers: int = Field(
-        100, ge=1, le=100_000, description="grpc.health.v1 Watch streams open at once"
+        default=100, ge=1, le=100_000, description="grpc.health.v1 Watch streams open at once"
     )
 
     @model_validator(mode="after")
