@@ -36,6 +36,16 @@ class StreamingSettings(BaseModel):
         le=3600,
         description="Seconds an update may wait for a subscriber before it is dropped",
     )
+    # Fan-out is bounded: a change is sent at once when none was sent for this long, else it is
+    # coalesced with later ones and sent this long after the previous fan-out. The aggregate
+    # changes a few times a minute, so this never delays a real update; under a flood of
+    # submissions it keeps 1,000 subscribers from costing 1,000 writes per submission.
+    min_update_interval_seconds: float = Field(
+        default=0.1,
+        ge=0,
+        le=60,
+        description="Seconds between two price fan-outs (0: every change at once)",
+    )
     # Round closes come once a minute, but a restart can close several overdue rounds at once.
     round_queue: int = Field(
         default=16,

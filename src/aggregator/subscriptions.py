@@ -2,9 +2,12 @@
 
 Why it is shaped this way (a price feed is read by consumers the aggregator does not control):
 
-* Publishing is synchronous and O(matching subscribers): for each one it replaces a slot and wakes
-  a future. It never awaits a subscriber, so SubmitPrice and the round closer cannot be delayed by
-  any consumer, however slow or hostile.
+* Publishing is synchronous and never awaits a subscriber, so SubmitPrice and the round closer
+  cannot be delayed by any consumer, however slow or hostile. A price change is fanned out (for
+  each matching subscriber: replace a slot, wake a future) at once when the previous fan-out is
+  at least `min_update_interval_seconds` old (0.1 s), else it is coalesced with later changes and
+  fanned out when that interval is over: the aggregate changes a few times a minute, so real
+  updates go out at once, while a flood of submissions cannot cost a write per subscriber each.
 * Conflation: each subscriber holds only the newest price update. A consumer that reads slower
   than prices change skips superseded ones; `PriceUpdate.sequence` is assigned when an update is
   offered, so the skipped ones show as a gap.
@@ -33,6 +36,7 @@ round closes go to aggregate subscribers only, as a round is about the aggregate
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
@@ -228,6 +232,11 @@ class SubscriptionHub:
         self._all_ended = asyncio.Event()
         self._all_ended.set()
         self._reaper: asyncio.Task[None] | None = None
+        # Coalesced price changes waiting for the next fan-out: source -> (payload, time ms).
+        self._pending: dict[str, tuple[oracle_pb2.GetPriceResponse, int]] = {}
+        self._last_fanout = -math.inf
+        self._fanout_timer: asyncio.TimerHandle | None = None
+        self.fanouts = 0
 
     # -- figures ------------------------------------------------------------------------------
 
@@ -257,17 +266,47 @@ class SubscriptionHub:
         The messages are shared by every subscriber and must not be modified afterwards.
         """
         timestamp_ms = int(self._clock() * 1000)
-        now = self._monotonic()
         if aggregate is not None:
-            for subscription in self._by_source[AGGREGATE]:
-                subscription.offer_price(aggregate, timestamp_ms, now)
+            self._pending[AGGREGATE] = (aggregate, timestamp_ms)
         if exchanges:
             for exchange, answer in exchanges.items():
-                for subscription in self._by_source.get(exchange, ()):
-                    subscription.offer_price(answer, timestamp_ms, now)
+                if exchange in self._by_source:
+                    self._pending[exchange] = (answer, timestamp_ms)
+        if not self._pending or self._fanout_timer is not None:
+            return  # a fan-out is already scheduled: it will send the newest
+        now = self._monotonic()
+        wait = self._last_fanout + self._settings.min_update_interval_seconds - now
+        if wait <= 0:
+            self._fan_out()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): nothing could wait, send now
+            self._fan_out()
+            return
+        self._fanout_timer = loop.call_later(wait, self._fan_out)
+
+    def _fan_out(self) -> None:
+        """Offer every coalesced price change to its subscribers (O(matching subscribers))."""
+        if self._fanout_timer is not None:
+            self._fanout_timer.cancel()
+            self._fanout_timer = None
+        pending, self._pending = self._pending, {}
+        now = self._monotonic()
+        self._last_fanout = now
+        self.fanouts += 1
+        for source, (payload, timestamp_ms) in pending.items():
+            for subscription in self._by_source[source]:
+                subscription.offer_price(payload, timestamp_ms, now)
 
     def publish_round(self, round_: oracle_pb2.Round) -> None:
-        """Offer a closed round to every aggregate subscriber (not conflated; bounded queue)."""
+        """Offer a closed round to every aggregate subscriber (not conflated; bounded queue).
+
+        Coalesced price changes go out first, so a round never overtakes a price published
+        before it.
+        """
+        if self._pending:
+            self._fan_out()
         timestamp_ms = int(self._clock() * 1000)
         now = self._monotonic()
         overflowed = [
@@ -322,6 +361,8 @@ class SubscriptionHub:
         if self._closing:
             return
         self._closing = True
+        if self._pending:
+            self._fan_out()
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None

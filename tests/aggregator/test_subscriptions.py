@@ -61,6 +61,7 @@ def closed_round(minute: int) -> oracle_pb2.Round:
 def make_hub(
     monotonic: FakeMonotonic, observer: RecordingObserver | None = None, **settings: object
 ) -> SubscriptionHub:
+    settings.setdefault("min_update_interval_seconds", 0)
     return SubscriptionHub(
         StreamingSettings.model_validate(settings),
         snapshot=lambda source: answer(1.0, source),
@@ -270,13 +271,56 @@ async def test_a_waiting_subscriber_is_woken_by_a_publish() -> None:
     assert update.price.aggregated_price == 42.0
 
 
+async def test_fan_out_is_immediate_after_a_quiet_interval_and_coalesced_within_it() -> None:
+    monotonic = FakeMonotonic()
+    hub = make_hub(monotonic, min_update_interval_seconds=0.05)
+    subscription = hub.attach(subscribe(), PEER)
+    subscription.take(monotonic())
+
+    hub.publish_price(aggregate=answer(2.0))  # the first change goes out at once
+    assert hub.fanouts == 1
+    first = subscription.take(monotonic())
+    assert first is not None
+    assert first.price.aggregated_price == 2.0
+
+    for price in (3.0, 4.0, 5.0):  # within the interval: coalesced, nothing sent yet
+        hub.publish_price(aggregate=answer(price))
+    assert hub.fanouts == 1
+    assert subscription.take(monotonic()) is None
+    waiting = asyncio.ensure_future(subscription.next_update(monotonic))
+    newest = await asyncio.wait_for(waiting, 2)
+    assert newest.price.aggregated_price == 5.0
+    assert hub.fanouts == 2
+
+
+async def test_a_round_close_sends_the_coalesced_price_before_it() -> None:
+    monotonic = FakeMonotonic()
+    hub = make_hub(monotonic, min_update_interval_seconds=30)
+    subscription = hub.attach(subscribe(), PEER)
+    subscription.take(monotonic())
+    hub.publish_price(aggregate=answer(2.0))
+    subscription.take(monotonic())
+    hub.publish_price(aggregate=answer(3.0))  # coalesced: the next fan-out is 30 s away
+    hub.publish_round(closed_round(60))
+    kinds = []
+    while (update := subscription.take(monotonic())) is not None:
+        kinds.append(update.WhichOneof("update"))
+    assert kinds == ["price", "round"]
+
+
 # -- over real loopback streams ------------------------------------------------------------------
 
 
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
     started = await start_harness(
-        StreamingSettings(max_lag_seconds=1.0, max_subscribers=4, max_subscribers_per_peer=4)
+        StreamingSettings(
+            max_lag_seconds=1.0,
+            max_subscribers=4,
+            max_subscribers_per_peer=4,
+            # Every publish fans out at once here; coalescing has tests of its own.
+            min_update_interval_seconds=0,
+        )
     )
     yield started
     started.hub.close()
