@@ -36,15 +36,24 @@ class StreamingSettings(BaseModel):
         le=3600,
         description="Seconds an update may wait for a subscriber before it is dropped",
     )
-    # Fan-out is bounded: a change is sent at once when none was sent for this long, else it is
-    # coalesced with later ones and sent this long after the previous fan-out. The aggregate
-    # changes a few times a minute, so this never delays a real update; under a flood of
-    # submissions it keeps 1,000 subscribers from costing 1,000 writes per submission.
+    # Fan-out is bounded: a change is sent at once when no fan-out happened for the interval,
+    # else it is coalesced with later ones and sent when the interval is over. The interval is
+    # the larger of these two: a write costs grpc.aio ~55 us of CPU per subscriber (measured,
+    # scripts/bench_streaming.py), so 1,000 subscribers get at most one fan-out a second and a
+    # flood of submissions cannot spend more than ~6 % of the loop on them. The aggregate
+    # changes a few times a minute and a round close sends what is pending at once, so a real
+    # update is not delayed by this.
     min_update_interval_seconds: float = Field(
         default=0.1,
         ge=0,
         le=60,
-        description="Seconds between two price fan-outs (0: every change at once)",
+        description="Seconds between two price fan-outs, at least (0: every change at once)",
+    )
+    update_interval_per_subscriber_seconds: float = Field(
+        default=0.001,
+        ge=0,
+        le=0.1,
+        description="Seconds added to the fan-out interval per attached subscriber",
     )
     # Round closes come once a minute, but a restart can close several overdue rounds at once.
     round_queue: int = Field(

@@ -6,8 +6,10 @@ Why it is shaped this way (a price feed is read by consumers the aggregator does
   cannot be delayed by any consumer, however slow or hostile. A price change is fanned out (for
   each matching subscriber: replace a slot, wake a future) at once when the previous fan-out is
   at least `min_update_interval_seconds` old (0.1 s), else it is coalesced with later changes and
-  fanned out when that interval is over: the aggregate changes a few times a minute, so real
+  fanned out when that interval is over, and the interval grows with the number of subscribers
+  (`update_interval_per_subscriber_seconds`): the aggregate changes a few times a minute, so real
   updates go out at once, while a flood of submissions cannot cost a write per subscriber each.
+  Subscribers are woken in batches, so SubmitPrice calls interleave with a large fan-out.
 * Conflation: each subscriber holds only the newest price update. A consumer that reads slower
   than prices change skips superseded ones; `PriceUpdate.sequence` is assigned when an update is
   offered, so the skipped ones show as a gap.
@@ -56,6 +58,9 @@ _Context = grpc.aio.ServicerContext[Any, Any]
 
 # The aggregate: subscriptions without a source filter.
 AGGREGATE: Final = ""
+
+# Subscribers woken per loop turn during a fan-out (each then writes its update).
+_WAKE_BATCH: Final = 64
 
 DROP_BEHIND: Final = "behind"
 DROP_ROUND_QUEUE_FULL: Final = "round_queue_full"
@@ -126,19 +131,30 @@ class Subscription:
         return self._price is not None or bool(self._rounds)
 
     def offer_price(
-        self, payload: oracle_pb2.GetPriceResponse, timestamp_ms: int, now: float
+        self,
+        payload: oracle_pb2.GetPriceResponse,
+        timestamp_ms: int,
+        now: float,
+        *,
+        wake: bool = True,
     ) -> None:
         if self._price is not None:
             self.skipped += 1  # conflated: the superseded update's sequence becomes a gap
         self._price = (self._take_sequence(), timestamp_ms, payload)
-        self._woken(now)
+        self._pending_from(now)
+        if wake:
+            self.wake()
 
-    def offer_round(self, round_: oracle_pb2.Round, timestamp_ms: int, now: float) -> bool:
+    def offer_round(
+        self, round_: oracle_pb2.Round, timestamp_ms: int, now: float, *, wake: bool = True
+    ) -> bool:
         """Queue a round close; False when the queue is full (the caller drops the subscriber)."""
         if len(self._rounds) >= self._round_limit:
             return False
         self._rounds.append((self._take_sequence(), timestamp_ms, round_))
-        self._woken(now)
+        self._pending_from(now)
+        if wake:
+            self.wake()
         return True
 
     def finish(self, reason: OracleError, *, discard_pending: bool = False) -> None:
@@ -149,7 +165,7 @@ class Subscription:
             self._price = None
             self._rounds.clear()
             self.pending_since = None
-        self._wake()
+        self.wake()
 
     def take(self, now: float) -> oracle_pb2.PriceUpdate | None:
         """The pending update with the lowest sequence, as a wire message, or None."""
@@ -192,15 +208,31 @@ class Subscription:
         self._next_sequence = sequence + 1
         return sequence
 
-    def _woken(self, now: float) -> None:
+    def _pending_from(self, now: float) -> None:
         if self.pending_since is None:
             self.pending_since = now
-        self._wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Resume the subscriber's stream if it is waiting for an update."""
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+def _wake_in_batches(subscriptions: list[Subscription]) -> None:
+    """Wake a batch now and the rest in later loop turns, so other calls run in between."""
+    batch, rest = subscriptions[:_WAKE_BATCH], subscriptions[_WAKE_BATCH:]
+    for subscription in batch:
+        subscription.wake()
+    if not rest:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop: nobody can be waiting to interleave with
+        for subscription in rest:
+            subscription.wake()
+        return
+    loop.call_soon(_wake_in_batches, rest)
 
 
 class SubscriptionHub:
@@ -275,7 +307,7 @@ class SubscriptionHub:
         if not self._pending or self._fanout_timer is not None:
             return  # a fan-out is already scheduled: it will send the newest
         now = self._monotonic()
-        wait = self._last_fanout + self._settings.min_update_interval_seconds - now
+        wait = self._last_fanout + self._interval() - now
         if wait <= 0:
             self._fan_out()
             return
@@ -295,9 +327,19 @@ class SubscriptionHub:
         now = self._monotonic()
         self._last_fanout = now
         self.fanouts += 1
+        offered: list[Subscription] = []
         for source, (payload, timestamp_ms) in pending.items():
             for subscription in self._by_source[source]:
-                subscription.offer_price(payload, timestamp_ms, now)
+                subscription.offer_price(payload, timestamp_ms, now, wake=False)
+                offered.append(subscription)
+        _wake_in_batches(offered)
+
+    def _interval(self) -> float:
+        settings = self._settings
+        return max(
+            settings.min_update_interval_seconds,
+            self._attached * settings.update_interval_per_subscriber_seconds,
+        )
 
     def publish_round(self, round_: oracle_pb2.Round) -> None:
         """Offer a closed round to every aggregate subscriber (not conflated; bounded queue).
@@ -309,11 +351,14 @@ class SubscriptionHub:
             self._fan_out()
         timestamp_ms = int(self._clock() * 1000)
         now = self._monotonic()
-        overflowed = [
-            subscription
-            for subscription in self._by_source[AGGREGATE]
-            if not subscription.offer_round(round_, timestamp_ms, now)
-        ]
+        offered: list[Subscription] = []
+        overflowed: list[Subscription] = []
+        for subscription in self._by_source[AGGREGATE]:
+            if subscription.offer_round(round_, timestamp_ms, now, wake=False):
+                offered.append(subscription)
+            else:
+                overflowed.append(subscription)
+        _wake_in_batches(offered)
         for subscription in overflowed:
             self._drop(
                 subscription,

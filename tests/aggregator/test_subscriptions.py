@@ -62,6 +62,7 @@ def make_hub(
     monotonic: FakeMonotonic, observer: RecordingObserver | None = None, **settings: object
 ) -> SubscriptionHub:
     settings.setdefault("min_update_interval_seconds", 0)
+    settings.setdefault("update_interval_per_subscriber_seconds", 0)
     return SubscriptionHub(
         StreamingSettings.model_validate(settings),
         snapshot=lambda source: answer(1.0, source),
@@ -320,6 +321,7 @@ async def harness() -> AsyncIterator[Harness]:
             max_subscribers_per_peer=4,
             # Every publish fans out at once here; coalescing has tests of its own.
             min_update_interval_seconds=0,
+            update_interval_per_subscriber_seconds=0,
         )
     )
     yield started
