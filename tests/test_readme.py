@@ -13,6 +13,7 @@ import click
 import pytest
 
 from aggregator.cli import main as aggregator_main
+from committer.cli import main as committer_main
 from exchange_sim.cli import main as simulator_main
 from oracle_node.cli import main as node_main
 
@@ -22,6 +23,7 @@ CLIS: dict[str, click.Command] = {
     "aggregator": aggregator_main,
     "oracle-node": node_main,
     "exchange-sim": simulator_main,
+    "committer": committer_main,
 }
 
 
