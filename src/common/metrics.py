@@ -34,10 +34,11 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from common.errors import ConfigError
 from common.logsetup import get_logger
+from common.settings import HostName, Table
 
 _log = get_logger()
 
@@ -48,14 +49,15 @@ _REQUEST_TIMEOUT_SECONDS: Final = 10.0
 _STOP_POLL_SECONDS: Final = 0.05
 
 
-class MetricsSettings(BaseModel):
+class MetricsSettings(Table):
     """`[metrics]`: where a service serves its Prometheus metrics (and health, for the node)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    enabled: bool = Field(default=True, description="Serve the metrics endpoint")
-    host: str = Field(default="127.0.0.1", min_length=1, description="Address to listen on")
-    port: int = Field(default=9150, ge=0, le=65535, description="HTTP port (0: any free port)")
+    enabled: bool = True
+    """Serve the metrics endpoint"""
+    host: HostName = "127.0.0.1"
+    """Address the metrics endpoint listens on"""
+    port: int = Field(9150, ge=0, le=65535)
+    """Metrics HTTP port (0: any free port)"""
 
 
 def new_registry(*, process_metrics: bool = True) -> CollectorRegistry:

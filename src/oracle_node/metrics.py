@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from pydantic import Field
 
 from common.metrics import MetricsSettings, new_registry
+from common.settings import Seconds
 from common.timeutil import Clock, system_clock
 
 # The aggregator serves its metrics on 9150; a node on 9160 (several nodes on one host each need
@@ -59,15 +60,10 @@ HealthStatus = Literal["ok", "starting", "failing"]
 class NodeMetricsSettings(MetricsSettings):
     """`[metrics]` of a node: the endpoint, and after how long without acceptance it is failing."""
 
-    port: int = Field(
-        default=NODE_METRICS_PORT, ge=0, le=65535, description="HTTP port (0: any free port)"
-    )
-    stale_after_seconds: float = Field(
-        default=180.0,
-        ge=60,
-        le=86400,
-        description="/healthz answers 503 when no submission was accepted for this long",
-    )
+    port: int = Field(NODE_METRICS_PORT, ge=0, le=65535)
+    """Metrics and /healthz HTTP port (0: any free port)"""
+    stale_after_seconds: Seconds = Field(180.0, ge=60, le=86400)
+    """/healthz answers 503 when no submission was accepted for this long"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,7 +240,7 @@ def test_peer_addresses_drop_the_port_only() -> None:
 
 
 def test_the_per_peer_limit_cannot_exceed_the_total() -> None:
-    with pytest.raises(ValueError, match="max_subscribers_per_peer"):
+    with pytest.raises(ValueError, match="must not exceed max_subscribers = 10"):
         StreamingSettings(max_subscribers=10, max_subscribers_per_peer=11)
 
 

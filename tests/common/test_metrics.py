@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
 
 from common.errors import ConfigError
 from common.metrics import MetricsServer, MetricsSettings, exported_names, new_registry
@@ -109,3 +110,12 @@ def test_exported_names_give_the_sample_names_queries_use(
     names = exported_names(registry)
     assert names["demo_events_total"] == frozenset({"kind"})
     assert "demo_events" not in names
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"port": 70000}, {"port": True}, {"host": ""}, {"host": "a b"}, {"enabled": "yes"}, {"x": 1}],
+)
+def test_bad_metrics_settings_are_refused(values: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="1 validation error for MetricsSettings"):
+        MetricsSettings.model_validate(values)
