@@ -16,6 +16,7 @@ as a real one.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -290,6 +291,9 @@ class AggregatorMetrics:
         started = time.perf_counter()
         try:
             yield timer
+        except asyncio.CancelledError:
+            timer.code = grpc.StatusCode.CANCELLED  # the client went away
+            raise
         except BaseException:
             if timer.code is grpc.StatusCode.OK:
                 timer.code = grpc.StatusCode.INTERNAL

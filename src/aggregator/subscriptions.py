@@ -295,8 +295,11 @@ class SubscriptionHub:
     ) -> None:
         """Offer a changed live aggregate and/or changed exchange prices to their subscribers.
 
-        The messages are shared by every subscriber and must not be modified afterwards.
+        The messages are shared by every subscriber and must not be modified afterwards. After
+        `close` nothing more is offered, so every stream can reach its end.
         """
+        if self._closing:
+            return
         timestamp_ms = int(self._clock() * 1000)
         if aggregate is not None:
             self._pending[AGGREGATE] = (aggregate, timestamp_ms)
@@ -347,6 +350,8 @@ class SubscriptionHub:
         Coalesced price changes go out first, so a round never overtakes a price published
         before it.
         """
+        if self._closing:
+            return
         if self._pending:
             self._fan_out()
         timestamp_ms = int(self._clock() * 1000)

@@ -11,8 +11,9 @@ cleanly and offers no place for the node's plain health answer. Here each servic
   HTTP status (200 or 503) by the service's documented rule;
 * anything else: 404; other methods: 405.
 
-It runs in a daemon thread with one short-lived thread per request (a scrape must never wait for
-the event loop, and the event loop never waits for a scrape); prometheus_client's metric objects
+It runs in a daemon thread with one short-lived thread per request, at most 16 at once and 10 s
+each (a scrape must never wait for the event loop, the event loop never waits for a scrape, and
+a flood of connections cannot become a flood of threads); prometheus_client's metric objects
 are thread-safe. A port already taken is a `ConfigError` naming the address and the setting,
 raised by `start()` before the service starts serving. `stop()` closes the socket; the service
 calls `start()`/`stop()` around its own lifetime (or uses it as a context manager).
@@ -27,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from socketserver import ThreadingMixIn
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -40,12 +41,17 @@ from common.errors import ConfigError
 from common.logsetup import get_logger
 from common.settings import HostName, Table
 
+if TYPE_CHECKING:  # the standard library's own aliases, in its stubs only
+    from _socket import _RetAddress
+    from socketserver import _RequestType
+
 _log = get_logger()
 
 # (HTTP status, JSON body) of a service's plain health answer.
 HealthAnswer = Callable[[], tuple[int, Mapping[str, object]]]
 
 _REQUEST_TIMEOUT_SECONDS: Final = 10.0
+_MAX_CONCURRENT_REQUESTS: Final = 16
 _STOP_POLL_SECONDS: Final = 0.05
 
 
@@ -104,6 +110,30 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     # Python's HTTPServer sets SO_REUSEADDR: binding over TIME_WAIT is fine, over a live listener
     # still fails, which is the error we want.
+
+    _active = 0
+    _active_lock: threading.Lock
+
+    def server_activate(self) -> None:
+        self._active_lock = threading.Lock()
+        super().server_activate()
+
+    def process_request(self, request: _RequestType, client_address: _RetAddress) -> None:
+        # A thread per request, but never more than a few: a flood of connections is closed
+        # at once instead of becoming a flood of threads.
+        with self._active_lock:
+            if self._active >= _MAX_CONCURRENT_REQUESTS:
+                self.shutdown_request(request)
+                return
+            self._active += 1
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: _RequestType, client_address: _RetAddress) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
 
 class _ThreadingServer6(_ThreadingServer):

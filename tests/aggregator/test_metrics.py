@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterator
 from decimal import Decimal
@@ -166,12 +167,15 @@ def test_rpc_timing_records_the_status_code(metrics: AggregatorMetrics, url: str
         timer.code = grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(RuntimeError), metrics.time_rpc("GetAggregatedPrice"):
         raise RuntimeError("bug")
+    with pytest.raises(asyncio.CancelledError), metrics.time_rpc("GetRound"):
+        raise asyncio.CancelledError
     metrics.observe_rpc("NoSuchMethod", grpc.StatusCode.OK, 0.001)
     samples = scrape(url)
     count = "oracle_aggregator_rpc_duration_seconds_count"
     assert value(samples, count, method="SubmitPrice", code="OK") == 1
     assert value(samples, count, method="SubmitPrice", code="INVALID_ARGUMENT") == 1
     assert value(samples, count, method="GetAggregatedPrice", code="INTERNAL") == 1
+    assert value(samples, count, method="GetRound", code="CANCELLED") == 1
     assert value(samples, count, method="other", code="OK") == 1
 
 

@@ -257,6 +257,10 @@ async def test_on_close_pending_updates_are_delivered_then_the_stream_ends_unava
         await subscription.next_update(monotonic)
     with pytest.raises(UnavailableError):
         hub.attach(subscribe(), PEER)
+    # Nothing more is offered after the close, so a stream always reaches its end.
+    hub.publish_price(aggregate=answer(9.0))
+    hub.publish_round(closed_round(120))
+    assert not subscription.pending
 
 
 async def test_a_waiting_subscriber_is_woken_by_a_publish() -> None:

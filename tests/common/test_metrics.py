@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -119,3 +121,25 @@ def test_exported_names_give_the_sample_names_queries_use(
 def test_bad_metrics_settings_are_refused(values: dict[str, object]) -> None:
     with pytest.raises(ValidationError, match="1 validation error for MetricsSettings"):
         MetricsSettings.model_validate(values)
+
+
+def test_a_flood_of_idle_connections_cannot_become_a_flood_of_threads(
+    server: MetricsServer,
+) -> None:
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(60)]
+    try:
+        time.sleep(0.3)
+        assert threading.active_count() <= before + 16
+    finally:
+        for connection in idle:
+            connection.close()
+    # Once the idle clients are gone (their threads end on EOF), scrapes are answered again.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            scrape(server.url)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
