@@ -23,8 +23,13 @@ from common.logsetup import get_logger
 from explorer import __version__, views
 from explorer.config import ExplorerConfig
 from explorer.documents import Documents
-from explorer.errors import ExplorerError, TooManyStreamsError, UnsupportedError, UpstreamUnavailableError
-from explorer.feed import LiveFeed, Listener
+from explorer.errors import (
+    ExplorerError,
+    TooManyStreamsError,
+    UnsupportedError,
+    UpstreamUnavailableError,
+)
+from explorer.feed import Listener, LiveFeed
 from explorer.params import parse_minute, parse_no_query, parse_nodes_query, parse_rounds_query
 
 _log = get_logger(service="explorer")
@@ -75,8 +80,10 @@ def _is_api(request: web.Request) -> bool:
 def _error_response(request: web.Request, status: int, code: str, message: str) -> web.Response:
     if _is_api(request):
         return web.json_response({"error": {"code": code, "message": message}}, status=status)
-    page = request.app[TEMPLATES].get_template("error.html").render(
-        status=status, code=code, message=message, simulated=False
+    page = (
+        request.app[TEMPLATES]
+        .get_template("error.html")
+        .render(status=status, code=code, message=message, simulated=False)
     )
     return web.Response(text=page, status=status, content_type="text/html")
 
@@ -96,7 +103,7 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
         return _error_response(request, error.status, code, message)
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception:  # noqa: BLE001 - a bug must still get a clear 500, never a traceback
         _log.exception("request_failed", path=request.path)
         return _error_response(request, 500, "internal", "internal error; see the explorer's log")
 
@@ -110,7 +117,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 def _json(document: dict[str, Any], status: int = 200) -> web.Response:
-    return web.json_response(document, status=status, dumps=lambda obj: json.dumps(obj))
+    return web.json_response(document, status=status, dumps=json.dumps)
 
 
 # -- JSON API ----------------------------------------------------------------------------------

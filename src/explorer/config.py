@@ -119,7 +119,9 @@ def load_config(path: Path) -> ExplorerConfig:
             if table == "explorer" and key in keys:
                 values[key] = value
             elif table == "logging" and key in ("level", "file"):
-                values[f"log_{key}"] = Path(value) if key == "file" and isinstance(value, str) else value
+                values[f"log_{key}"] = (
+                    Path(value) if key == "file" and isinstance(value, str) else value
+                )
             else:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{table}]")
     return build_config(values, source=str(path))

@@ -53,17 +53,12 @@ class Documents:
         """(HTTP status, `/api/price` document): 503 without a reachable aggregator."""
         state = self._feed.state
         if state.price is None or not state.reachable:
-            document: dict[str, Any] = {
-                "pair": "BTC/USD",
-                "available": False,
-                "price": None,
-                "status": None,
-                "simulated": bool(state.health and state.health.simulated),
-                "aggregator": self.aggregator(),
-                "error": {
-                    "code": "upstream_unavailable",
-                    "message": state.error or "the aggregator has not answered yet",
-                },
+            document = views.no_price_view()
+            document["simulated"] = bool(state.health and state.health.simulated)
+            document["aggregator"] = self.aggregator()
+            document["error"] = {
+                "code": "upstream_unavailable",
+                "message": state.error or "the aggregator has not answered yet",
             }
             return 503, document
         document = views.price_view(state.price, self._clock())
@@ -71,6 +66,7 @@ class Documents:
             state.health and state.health.simulated
         )
         document["aggregator"] = self.aggregator()
+        document["error"] = None
         document["updated_at_ms"] = int(state.price_at * 1000)
         return 200, document
 

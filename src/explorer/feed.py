@@ -93,12 +93,18 @@ class LiveFeed:
     def _set(self, **changes: object) -> None:
         before = self.state
         after = replace(before, **changes)  # type: ignore[arg-type]
-        if (after.reachable, after.mode, after.error) != (before.reachable, before.mode, before.error):
+        if (after.reachable, after.mode, after.error) != (
+            before.reachable,
+            before.mode,
+            before.error,
+        ):
             after = replace(after, changed_at=self._clock())
             if after.reachable and not before.reachable:
                 _log.info("aggregator_reachable", target=self._client.target, mode=after.mode)
             elif not after.reachable and before.reachable:
-                _log.warning("aggregator_unreachable", target=self._client.target, error=after.error)
+                _log.warning(
+                    "aggregator_unreachable", target=self._client.target, error=after.error
+                )
         self.state = after
         self._notify()
 
@@ -178,7 +184,9 @@ class LiveFeed:
                 else:
                     # Back: fetch the price at once rather than wait for the next poll.
                     price = await self._client.price()
-                    mode: Mode = "connecting" if self.state.mode == "connecting" else self.state.mode
+                    mode: Mode = (
+                        "connecting" if self.state.mode == "connecting" else self.state.mode
+                    )
                     self._set(health=health)
                     self._publish_price(price, mode)
             except UpstreamUnavailableError as error:

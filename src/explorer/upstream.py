@@ -120,4 +120,4 @@ class AggregatorClient:
             call.cancel()
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(grace=None)

@@ -21,20 +21,20 @@ _EIGHT_PLACES = Decimal("0.00000001")
 # Deviations are ratios for display, not prices: six decimals (0.0001 %) is plenty.
 _DEVIATION_PLACES = 6
 
-STATUS_NAMES = {
+STATUS_NAMES: dict[int, str] = {
     oracle_pb2.PRICE_STATUS_OK: "OK",
     oracle_pb2.PRICE_STATUS_DEGRADED: "DEGRADED",
     oracle_pb2.PRICE_STATUS_UNKNOWN: "UNKNOWN",
 }
-METHOD_NAMES = {
+METHOD_NAMES: dict[int, str] = {
     oracle_pb2.AGGREGATION_METHOD_MEAN: "mean",
     oracle_pb2.AGGREGATION_METHOD_MEDIAN: "median",
 }
-CLOSE_REASONS = {
+CLOSE_REASONS: dict[int, str] = {
     oracle_pb2.ROUND_CLOSE_REASON_ALL_REPORTED: "all_reported",
     oracle_pb2.ROUND_CLOSE_REASON_DEADLINE: "deadline",
 }
-SIGNATURE_STATUS = {
+SIGNATURE_STATUS: dict[int, str] = {
     oracle_pb2.SIGNATURE_STATUS_UNSIGNED: "unsigned",
     oracle_pb2.SIGNATURE_STATUS_VERIFIED: "verified",
 }
@@ -117,6 +117,7 @@ def observation_view(observation: oracle_pb2.NodeObservation) -> dict[str, Any]:
 def input_view(item: oracle_pb2.RoundInput, aggregate: str | None) -> dict[str, Any]:
     """One exchange's input to a round or to the live aggregate."""
     price, _ = decimal_text(item.price_e8, item.price)
+    usd_price: str | None
     if item.usd_price_e8 or item.usd_price:
         usd_price, _ = decimal_text(item.usd_price_e8, item.usd_price)
     else:
@@ -141,6 +142,7 @@ def live_input_view(point: oracle_pb2.PriceDataPoint, aggregate: str | None) -> 
     """One exchange's latest input to the live aggregate (GetPriceResponse.recent_prices)."""
     price, exact = decimal_text(point.price_e8, point.price)
     quote = point.quote or "USD"
+    usd_price: str | None
     if quote == "USD":
         usd_price = price
     elif point.usd_price:
@@ -199,6 +201,30 @@ def price_view(response: oracle_pb2.GetPriceResponse, now: float) -> dict[str, A
             else None,
             "at_par": response.usdt_at_par,
         },
+    }
+
+
+def no_price_view() -> dict[str, Any]:
+    """The live document's shape with nothing in it: the aggregator is not reachable."""
+    return {
+        "pair": "BTC/USD",
+        "available": False,
+        "price": None,
+        "confidence": None,
+        "exact": True,
+        "status": None,
+        "method": None,
+        "minute": 0,
+        "minute_utc": None,
+        "final": False,
+        "age_seconds": None,
+        "simulated": False,
+        "data_points": 0,
+        "active_nodes": 0,
+        "message": "",
+        "inputs": [],
+        "excluded": [],
+        "usdt": {"converted": False, "rate": None, "at_par": False},
     }
 
 
@@ -275,7 +301,7 @@ def nodes_from_rounds(
                 seen = latest.get(obs.node_id)
                 if seen is None or obs.received_at_ms > seen[1].received_at_ms:
                     latest[obs.node_id] = (item.source, obs, item.minute, round_.minute)
-    views = []
+    views: list[dict[str, Any]] = []
     for node_id, (exchange, obs, minute, _round_minute) in latest.items():
         last_seen = obs.received_at_ms / 1000
         views.append(
@@ -300,7 +326,7 @@ def nodes_from_live(
     response: oracle_pb2.GetPriceResponse, now: float, node_timeout: float
 ) -> list[dict[str, Any]]:
     """The last resort without ListNodes or history: the node ids behind the live inputs."""
-    views = []
+    views: list[dict[str, Any]] = []
     for point in response.recent_prices:
         for node_id in (node for node in point.node_id.split(",") if node):
             if node_id.startswith("+"):

@@ -64,12 +64,12 @@ def populated_fake(now: float, **flags: bool) -> FakeAggregator:
     return fake
 
 
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
+async def wait_for(predicate: object, within: float = 5.0) -> None:
     """Poll `predicate()` (sync or async) until true; fail with a clear message otherwise."""
     import asyncio
     import inspect
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         result = predicate()  # type: ignore[operator]
         if inspect.isawaitable(result):
@@ -77,7 +77,7 @@ async def wait_for(predicate: object, timeout: float = 5.0) -> None:
         if result:
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
+    raise AssertionError(f"condition not met within {within} s")
 
 
 async def make_system(fake: FakeAggregator, now: float, **overrides: object) -> System:

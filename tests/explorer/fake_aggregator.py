@@ -325,9 +325,7 @@ class FakeAggregator(oracle_pb2_grpc.OracleServiceServicer):
         )
 
 
-async def start_fake(
-    fake: FakeAggregator, port: int = 0
-) -> tuple[grpc.aio.Server, int]:
+async def start_fake(fake: FakeAggregator, port: int = 0) -> tuple[grpc.aio.Server, int]:
     """The fake on a loopback port (0: any free one), started."""
     server = grpc.aio.server()
     oracle_pb2_grpc.add_OracleServiceServicer_to_server(fake, server)

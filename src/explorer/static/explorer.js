@@ -213,6 +213,8 @@
       width: Math.max(320, container.clientWidth || 800),
       height: 320,
       scales: { x: { time: true } },
+      // UTC, like every time in the tables (the browser's zone would differ per viewer).
+      tzDate: (seconds) => uPlot.tzDate(new Date(seconds * 1000), "Etc/UTC"),
       series,
       axes: [{}, { label: "USD", size: 80 }],
       cursor: { drag: { x: true, y: false } },
