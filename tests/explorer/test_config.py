@@ -1,4 +1,4 @@
-"""The explorer's settings: loopback by default, strict types, unknown keys refused with a clear error."""
+"""Explorer settings: loopback by default, strict types, unknown keys refused with a clear error."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_unknown_keys_and_tables_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown table"):
         load_config(path)
     path.write_text('[explorer]\nport = "80"\n')
-    with pytest.raises(ConfigError, match="explorer.toml: port"):
+    with pytest.raises(ConfigError, match=r"explorer\.toml: port"):
         load_config(path)
 
 
