@@ -31,9 +31,16 @@ class RoundsQuery:
     cursor: str = ""
 
 
+def _shown(text: str) -> str:
+    """The offending value as quoted in an error, cut short: an error never echoes a flood."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
 def _integer(name: str, text: str, low: int, high: int) -> int:
     if not _DIGITS.match(text):
-        raise BadRequestError(f"{name} must be a whole number from {low} to {high}, got {text!r}")
+        raise BadRequestError(
+            f"{name} must be a whole number from {low} to {high}, got {_shown(text)}"
+        )
     value = int(text)
     if not low <= value <= high:
         raise BadRequestError(f"{name} must be from {low} to {high}, got {value}")
@@ -59,10 +66,10 @@ def _single(query: Query, allowed: tuple[str, ...]) -> dict[str, str]:
     for key, value in query:
         if key not in allowed:
             raise BadRequestError(
-                f"unknown query parameter {key!r}; allowed: {', '.join(allowed) or 'none'}"
+                f"unknown query parameter {_shown(key)}; allowed: {', '.join(allowed) or 'none'}"
             )
         if key in seen:
-            raise BadRequestError(f"query parameter {key!r} given more than once")
+            raise BadRequestError(f"query parameter {_shown(key)} given more than once")
         seen[key] = value
     return seen
 

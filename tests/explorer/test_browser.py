@@ -119,6 +119,14 @@ async def _drawn_pixels(page: Any) -> int:
     )
 
 
+async def _x_range(page: Any) -> tuple[int, int]:
+    low = await page.get_attribute("#chart", "data-x-min")
+    high = await page.get_attribute("#chart", "data-x-max")
+    assert low is not None
+    assert high is not None
+    return int(low), int(high)
+
+
 async def test_the_page_in_chromium(
     browser: Any,
     simulated: System,
@@ -164,6 +172,23 @@ async def test_the_page_in_chromium(
     # The chart draws: one point per round in the data, and pixels on the canvas.
     assert await page.get_attribute("#chart", "data-points") == str(rounds)
     assert await _drawn_pixels(page) > 1000
+
+    # Zoom: dragging across the plot narrows the visible time range; a double-click restores it.
+    full = await _x_range(page)
+    await page.locator("#chart").scroll_into_view_if_needed()
+    over = await page.locator("#chart .u-over").bounding_box()
+    assert over is not None
+    middle_y = over["y"] + over["height"] / 2
+    await page.mouse.move(over["x"] + over["width"] * 0.3, middle_y)
+    await page.mouse.down()
+    await page.mouse.move(over["x"] + over["width"] * 0.6, middle_y, steps=8)
+    await page.mouse.up()
+    zoomed = await _x_range(page)
+    assert full[0] < zoomed[0] < zoomed[1] < full[1]
+    assert zoomed[1] - zoomed[0] < (full[1] - full[0]) * 0.5
+    await page.dblclick("#chart .u-over")
+    assert await _x_range(page) == full
+
     index_shot = shots / "explorer-index.png"
     await page.screenshot(path=str(index_shot), full_page=True)
 

@@ -57,3 +57,12 @@ def test_endpoints_without_parameters_refuse_any() -> None:
     with pytest.raises(BadRequestError, match="allowed: none"):
         parse_no_query([("x", "1")])
     assert parse_nodes_query([("limit", "3")]) == 3
+
+
+def test_an_error_never_echoes_a_long_value() -> None:
+    with pytest.raises(BadRequestError) as caught:
+        parse_minute("9" * 5000)
+    assert len(str(caught.value)) < 200
+    with pytest.raises(BadRequestError) as caught:
+        parse_no_query([("k" * 5000, "")])
+    assert len(str(caught.value)) < 200

@@ -218,6 +218,14 @@
       series,
       axes: [{}, { label: "USD", size: 80 }],
       cursor: { drag: { x: true, y: false } },
+      // The visible time range, for people's tools and the browser test (zoom is observable).
+      hooks: {
+        setScale: [(plot, key) => {
+          if (key !== "x") return;
+          container.dataset.xMin = String(Math.round(plot.scales.x.min));
+          container.dataset.xMax = String(Math.round(plot.scales.x.max));
+        }],
+      },
     }, data, container);
   }
   async function refreshRounds() {
