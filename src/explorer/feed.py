@@ -109,6 +109,9 @@ class LiveFeed:
         self._notify()
 
     def _publish_price(self, price: oracle_pb2.GetPriceResponse, mode: Mode) -> None:
+        state = self.state
+        if state.reachable and state.mode == mode and state.price == price:
+            return  # a poll that found nothing new: listeners are not woken (pages count age)
         self._set(reachable=True, mode=mode, error=None, price=price, price_at=self._clock())
 
     def _mark_down(self, error: ExplorerError) -> None:
