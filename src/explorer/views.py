@@ -174,7 +174,9 @@ def price_view(response: oracle_pb2.GetPriceResponse, now: float) -> dict[str, A
     exact = True
     if has_price:
         price, exact = decimal_text(response.aggregated_price_e8, response.aggregated_price)
-        confidence, _ = decimal_text(response.confidence_e8, response.confidence)
+        # An aggregator older than `status` does not compute a confidence: none, not "± 0".
+        if response.status != oracle_pb2.PRICE_STATUS_UNSPECIFIED:
+            confidence, _ = decimal_text(response.confidence_e8, response.confidence)
     minute = response.aggregate_minute
     return {
         "pair": "BTC/USD",
@@ -236,7 +238,8 @@ def round_view(round_: oracle_pb2.Round, *, detail: bool = True) -> dict[str, An
     exact = True
     if has_price:
         price, exact = decimal_text(round_.price_e8, round_.price)
-        confidence, _ = decimal_text(round_.confidence_e8, round_.confidence)
+        if round_.status != oracle_pb2.PRICE_STATUS_UNSPECIFIED:
+            confidence, _ = decimal_text(round_.confidence_e8, round_.confidence)
     inputs = [input_view(item, price) for item in round_.inputs]
     excluded = [input_view(item, price) for item in round_.excluded]
     if not detail:

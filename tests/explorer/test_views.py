@@ -83,6 +83,7 @@ def test_an_aggregator_without_status_gets_ok_only_with_a_price() -> None:
     without = oracle_pb2.GetPriceResponse(success=False, message="no aggregate")
     assert views.price_view(with_price, 0)["status"] == "OK"
     assert views.price_view(with_price, 0)["exact"] is False
+    assert views.price_view(with_price, 0)["confidence"] is None  # not computed: not "± 0"
     assert views.price_view(without, 0)["status"] == "UNKNOWN"
     assert views.price_view(without, 0)["price"] is None
 
