@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
@@ -268,6 +269,23 @@ async def round_page(request: web.Request) -> web.Response:
     )
 
 
+async def rounds_page(request: web.Request) -> web.Response:
+    """Every closed round, a page at a time (the API's cursor), for browsing past the chart."""
+    query = parse_rounds_query(request.query.items())
+    document = await request.app[DOCUMENTS].rounds(query)
+    return _page(
+        request,
+        "rounds.html",
+        rounds=document,
+        first_page=not query.cursor,
+        query=urlencode(query.as_params()),
+        older=urlencode({**query.as_params(), "cursor": document["next_cursor"]})
+        if document["next_cursor"]
+        else None,
+        simulated=document["simulated"],
+    )
+
+
 def build_app(config: ExplorerConfig, documents: Documents, feed: LiveFeed) -> web.Application:
     """The application with every route; serving it (and starting the feed) is the caller's."""
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024)
@@ -277,6 +295,7 @@ def build_app(config: ExplorerConfig, documents: Documents, feed: LiveFeed) -> w
     app[TEMPLATES] = _templates()
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/", index_page)
+    app.router.add_get("/rounds", rounds_page)
     app.router.add_get("/rounds/{minute}", round_page)
     app.router.add_get("/api/price", api_price)
     app.router.add_get("/api/rounds", api_rounds)

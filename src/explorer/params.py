@@ -30,6 +30,17 @@ class RoundsQuery:
     limit: int = DEFAULT_LIMIT
     cursor: str = ""
 
+    def as_params(self) -> dict[str, str]:
+        """The query again, from the validated values only (for links the server writes)."""
+        params = {"limit": str(self.limit)}
+        if self.from_minute:
+            params["from"] = str(self.from_minute)
+        if self.to_minute:
+            params["to"] = str(self.to_minute)
+        if self.cursor:
+            params["cursor"] = self.cursor
+        return params
+
 
 def _shown(text: str) -> str:
     """The offending value as quoted in an error, cut short: an error never echoes a flood."""

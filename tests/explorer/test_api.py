@@ -405,3 +405,20 @@ async def test_healthz_says_whether_the_aggregator_is_reachable(system: System) 
     status, document = await get_json(system, "/healthz")
     assert status == 200
     assert document == {"status": "ok", "aggregator_reachable": True, "mode": "subscribe"}
+
+
+async def test_the_rounds_pages_walk_every_round(system: System) -> None:
+    seen: list[int] = []
+    path = "/rounds?limit=40"
+    pages = 0
+    for _ in range(5):
+        pages += 1
+        status, page = await get_text(system, path)
+        assert status == 200
+        seen += [int(part.split('"')[0]) for part in page.split('<a href="/rounds/')[1:]]
+        if 'id="older"' not in page:
+            break
+        path = page.split('id="older" href="')[1].split('"')[0].replace("&amp;", "&")
+    assert pages == 3  # 90 rounds, 40 a page: the limit is carried by the "older" link
+    assert sorted(seen, reverse=True) == seen
+    assert sorted(seen) == sorted(system.fake.rounds)

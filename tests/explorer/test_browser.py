@@ -24,7 +24,7 @@ import pytest
 
 from explorer.views import cents_text
 from tests.explorer.conftest import System, close_system, make_system, populated_fake
-from tests.explorer.fake_aggregator import make_round
+from tests.explorer.fake_aggregator import make_round, start_fake
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("ORACLE_CHROMIUM", "/usr/bin/chromium")
@@ -220,3 +220,31 @@ async def test_the_page_in_chromium(
     assert problems == [], problems  # no script error, no CSP violation, no failed load
     with capsys.disabled():
         sys.stderr.write(f"\nexplorer screenshots: {index_shot} {round_shot}\n")
+
+
+async def test_the_page_says_the_aggregator_is_down_and_recovers(
+    browser: Any,
+    simulated: System,
+    tmp_path: Path,
+) -> None:
+    shots = Path(os.environ.get("EXPLORER_SCREENSHOT_DIR", str(tmp_path)))
+    await asyncio.to_thread(shots.mkdir, parents=True, exist_ok=True)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    await page.goto(simulated.url + "/")
+    price = (await _api(simulated, "/api/price"))["price"]
+    await page.wait_for_selector(f'#price-value[data-exact="{price}"]')
+    assert await page.is_hidden("#aggregator-banner")
+
+    await simulated.server.stop(None)
+    await page.wait_for_selector("#aggregator-banner", state="visible", timeout=10_000)
+    banner = await page.text_content("#aggregator-banner")
+    assert banner is not None
+    assert f"Aggregator unreachable at 127.0.0.1:{simulated.aggregator_port}" in banner
+    assert await page.text_content("#price-value") == "—"  # no stale price
+    assert await page.text_content("#price-status") == "UNREACHABLE"
+    await page.screenshot(path=str(shots / "explorer-down.png"))
+
+    simulated.server, _ = await start_fake(simulated.fake, simulated.aggregator_port)
+    await page.wait_for_selector("#aggregator-banner", state="hidden", timeout=15_000)
+    await page.wait_for_selector(f'#price-value[data-exact="{price}"]', timeout=5_000)
+    assert await page.text_content("#price-status") == "OK"

@@ -80,6 +80,7 @@
     text("price-confidence", doc.available ? cents(doc.confidence) : "\u2014");
     text("price-final", doc.available ? (doc.final ? "final" : "round open") : "");
     text("price-minute", doc.minute_utc || "\u2014");
+    byId("price-minute").href = doc.minute ? "/rounds/" + encodeURIComponent(String(doc.minute)) : "#rounds";
     text("price-method", doc.method || "\u2014");
     text("price-sources", doc.available ? String(doc.data_points) : "\u2014");
     text("price-nodes", doc.available ? String(doc.active_nodes) : "\u2014");
