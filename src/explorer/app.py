@@ -205,8 +205,7 @@ async def _pump(
                 await response.write(_event("round", {"refresh": True}))
         if listener.price_changed:
             listener.price_changed = False
-            _status, document = documents.price()
-            await response.write(_event("price", document))
+            await response.write(documents.price_event())
 
 
 # -- pages -------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ reads only the API, so what a person sees is what a program gets.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from common.timeutil import Clock
@@ -33,6 +34,10 @@ class Documents:
         self._client = client
         self._anchors = anchors
         self._clock = clock
+        # The last encoded price event and what it was built from: every open stream is sent
+        # the same bytes, so a change costs one encoding, not one per page.
+        self._event_key: tuple[object, int] | None = None
+        self._event = b""
 
     def aggregator(self) -> dict[str, Any]:
         state = self._feed.state
@@ -69,6 +74,17 @@ class Documents:
         document["error"] = None
         document["updated_at_ms"] = int(state.price_at * 1000)
         return 200, document
+
+    def price_event(self) -> bytes:
+        """`/api/price` as one server-sent event (`event: price`), shared by every stream."""
+        state, second = self._feed.state, int(self._clock())
+        cached = self._event_key
+        if cached is None or cached[0] is not state or cached[1] != second:
+            _status, document = self.price()
+            # json.dumps never emits a raw newline, so one data line carries the document.
+            self._event = f"event: price\ndata: {json.dumps(document)}\n\n".encode()
+            self._event_key = (state, second)
+        return self._event
 
     async def rounds(self, query: RoundsQuery) -> dict[str, Any]:
         response = await self._client.history(
