@@ -319,6 +319,8 @@ def start_all(
                     str(log),
                     "--log-level",
                     "info",
+                    "--run-dir",  # the node-id lock beside the logs, not in the repository
+                    str(log_dir / "run"),
                 ],
                 log_dir,
             )

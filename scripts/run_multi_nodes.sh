@@ -242,7 +242,9 @@ for entry in "${oracle_nodes[@]}"; do
   name="node${index}_${exchange}"
   node_id="oracle-node-$index"
   node_log="$log_dir/$name.log"
-  node_args=(--exchange "$exchange" --node-id "$node_id"
+  # --run-dir: the node keeps its node-id lock beside the PID files, so a hand-started node with
+  # the same id (from the repository root, or with the same ORACLE_RUN_DIR) is refused.
+  node_args=(--exchange "$exchange" --node-id "$node_id" --run-dir "$run_dir"
     --aggregator-url "http://$aggregator_client_host:$aggregator_port" --log-file "$node_log")
   [ -f "$oracle_root/config/oracle-node-$index.toml" ] &&
     node_args+=(--config "$oracle_root/config/oracle-node-$index.toml")

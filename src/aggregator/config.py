@@ -1,138 +1,220 @@
-"""The aggregator's configuration: a frozen dataclass, validated once at startup.
+"""The aggregator's configuration: each setting declared once, validated before anything binds.
 
-Sources, weakest first: defaults (the original's behaviour), `config/aggregator.toml` (table
-`[aggregator]`, plus `[logging]`), then command-line options, which `ORACLE_AGGREGATOR_*`
-environment variables fill. Every error names the file, the key and what is allowed, before
-anything binds a port.
+Sources, weakest first: defaults (the original's behaviour), the TOML file (`[aggregator]`,
+`[database]`, `[logging]`), `ORACLE_AGGREGATOR_*` variables, command-line options (`OVERRIDES`).
+The keys the rounds and history work reads (`exchanges` to `min_price`, `[database]`) are
+declared here with the rest, so a mistake in them stops the aggregator like any other.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Final, Literal
 
-from common.errors import ConfigError
+from pydantic import Field, model_validator
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
+from common.exchanges import EXCHANGES, ExchangeName
+from common.settings import (
+    ConflictError,
+    DecimalSetting,
+    FilePath,
+    HostName,
+    LoggingConfig,
+    NoRepeats,
+    Override,
+    Seconds,
+    Table,
+    TomlList,
+    layer,
+    number_text,
+    read_toml,
+    rename_deprecated,
+    validate,
+)
+from common.timeutil import MINUTE
+
+DEFAULT_CONFIG_PATH: Final = Path("config/aggregator.toml")
+ENV_PREFIX: Final = "ORACLE_AGGREGATOR_"
 
 
-@dataclass(frozen=True, slots=True)
-class AggregatorConfig:
-    """Everything the aggregator needs to run; defaults reproduce the original's behaviour."""
+class AggregatorSettings(Table):
+    """`[aggregator]`: where to listen and the rules a submission and a price must pass."""
 
-    # 0.0.0.0:50051 is the original's hard-coded address; nodes on other hosts need it.
-    host: str = "0.0.0.0"
-    port: int = 50051
-    # A node counts as active while it submitted within this many seconds (original: 120).
-    node_timeout: float = 120.0
-    # An exchange's price counts while its candle closed at most this many seconds ago.
-    staleness: float = 120.0
-    # Observations older than this (after their candle closed) are refused; inside it, late
-    # observations (e.g. redelivered from a node's buffer after an outage) are stored.
-    lateness: float = 600.0
-    # Timestamps further than this in the future are refused (clock skew allowance).
-    max_future: float = 120.0
-    # A candle counts once it has closed by the aggregator's clock, give or take this much
-    # (nodes' clocks may run slightly ahead); until then it is stored and waits.
-    close_skew: float = 5.0
-    # Sanity ceiling on a submitted price (USD/USDT per BTC), the nodes' default bound: a price
-    # above it is refused before it can reach the book (and overflow decimal arithmetic).
-    max_price: float = 10_000_000.0
-    # Observations kept per exchange (the original kept 100 in all).
-    window: int = 100
-    # Minimum number of fresh exchanges for an aggregate; 1 reproduces the original.
-    quorum: int = 1
-    # Upper bound of the node table, so hostile node ids cannot grow memory without bound. When
-    # it is full, the least recently seen inactive node is forgotten to make room; only a table
-    # full of active nodes refuses a new id.
-    max_nodes: int = 1024
-    # Simulate mode: accept only simulated prices and say SIMULATED everywhere.
+    host: HostName = "0.0.0.0"  # the original's address: nodes on other hosts need it
+    """Address to listen on"""
+    port: int = Field(50051, ge=0, le=65535)
+    """gRPC port (0: any free port)"""
+    node_timeout: Seconds = Field(120.0, ge=1, le=86400)
+    """Seconds a node stays active after its last submission"""
+    staleness: Seconds = Field(120.0, ge=MINUTE, le=86400)  # below 60 s, stale between candles
+    """Seconds a price counts after its candle closed"""
+    lateness: Seconds = Field(600.0, ge=MINUTE, le=86400)
+    """Reports of candles closed longer ago are refused"""
+    max_future: Seconds = Field(120.0, ge=0, le=120)
+    """Timestamps further in the future are refused"""
+    close_skew: Seconds = Field(5.0, ge=0, le=60)
+    """A candle counts once closed by our clock, give or take this"""
+    # The ceiling also keeps a hostile price from overflowing decimal arithmetic in the book.
+    max_price: float = Field(10_000_000.0, gt=0, le=1e12, allow_inf_nan=False)
+    """Higher prices are refused"""
+    min_price: float = Field(1000.0, gt=0, le=1e12, allow_inf_nan=False)
+    """Lower prices are refused"""
+    window: int = Field(100, ge=1, le=100_000)
+    """Observations kept per exchange"""
+    max_nodes: int = Field(1024, ge=1, le=1_000_000)
+    """Node table bound (inactive nodes make room)"""
     simulate: bool = False
-    # In-flight RPCs get this long to finish after SIGTERM/SIGINT.
-    grace_seconds: float = 5.0
-    # Largest request accepted on the wire; the biggest legitimate request is well under 1 KiB.
-    max_message_bytes: int = 64 * 1024
-    log_level: str = "info"
-    log_file: Path | None = None
-    source: str = field(default="defaults", compare=False)
+    """Accept only simulated prices; answers say SIMULATED"""
+    grace_seconds: Seconds = Field(5.0, ge=0.1, le=300)
+    """Seconds in-flight calls get after SIGTERM/SIGINT"""
+    max_message_bytes: int = Field(64 * 1024, ge=1024, le=4 * 1024 * 1024)
+    """Largest request accepted"""
+    exchanges: Annotated[tuple[ExchangeName, ...], TomlList, NoRepeats] = Field(
+        EXCHANGES, min_length=1
+    )
+    """Exchanges a round waits for"""
+    round_deadline: Seconds = Field(45.0, ge=1, le=3600)
+    """Seconds after the candle closed a round closes anyway"""
+    max_deviation: DecimalSetting = Field(Decimal("0.01"), gt=0, le=Decimal("0.5"))
+    """Inputs further than this fraction from the median are excluded"""
+    max_flat_minutes: int = Field(5, ge=1, le=1440)
+    """Minutes a venue may repeat its price while the others move"""
+    method: Literal["mean", "median"] = "mean"
+    """How the kept inputs combine"""
+    min_sources: int = Field(2, ge=1, le=16)
+    """Kept inputs for status OK (fewer: DEGRADED)"""
 
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    def with_overrides(self, **overrides: object) -> AggregatorConfig:
-        """A copy with the given non-None values replaced (how CLI options beat the file)."""
-        changes = {key: value for key, value in overrides.items() if value is not None}
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
-
-def _positive(value: float) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
-
-
-def _validate(config: AggregatorConfig) -> None:
-    where = config.source
-
-    def fail(key: str, allowed: str, value: object) -> ConfigError:
-        return ConfigError(f"{where}: {key} = {value!r} is invalid; expected {allowed}")
-
-    if not isinstance(config.host, str) or not config.host:
-        raise fail("host", "a host name or IP address", config.host)
-    if not isinstance(config.port, int) or not 0 <= config.port <= 65535:
-        raise fail("port", "an integer from 0 to 65535", config.port)
-    for key in ("node_timeout", "staleness", "lateness", "grace_seconds"):
-        if not _positive(getattr(config, key)):
-            raise fail(key, "a positive number of seconds", getattr(config, key))
-    if not _positive(config.max_price) or config.max_price > 1e12:
-        raise fail("max_price", "a positive number up to 1e12", config.max_price)
-    if not isinstance(config.max_future, int | float) or not 0 <= config.max_future <= 120:
-        raise fail("max_future", "seconds from 0 to 120", config.max_future)
-    if not isinstance(config.close_skew, int | float) or not 0 <= config.close_skew <= 60:
-        raise fail("close_skew", "seconds from 0 to 60", config.close_skew)
-    for key, low, high in (
-        ("window", 1, 100_000),
-        ("quorum", 1, 16),
-        ("max_nodes", 1, 1_000_000),
-        ("max_message_bytes", 1024, 4 * 1024 * 1024),
-    ):
-        value = getattr(config, key)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise fail(key, f"an integer from {low} to {high}", value)
-    if not isinstance(config.simulate, bool):
-        raise fail("simulate", "true or false", config.simulate)
-    if config.log_level not in LOG_LEVELS:
-        raise fail("log_level", " | ".join(LOG_LEVELS), config.log_level)
+    @model_validator(mode="after")
+    def _consistent(self) -> AggregatorSettings:
+        if self.min_price >= self.max_price:
+            raise ConflictError(
+                ("min_price",), f"must be below max_price = {number_text(self.max_price)}"
+            )
+        if self.round_deadline >= self.lateness:
+            raise ConflictError(
+                ("round_deadline",),
+                f"must be below lateness = {number_text(self.lateness)} s (a round closes "
+                "before reports of its minute are refused)",
+            )
+        if self.min_sources > len(self.exchanges):
+            raise ConflictError(
+                ("min_sources",),
+                f"{self.min_sources} can never be met with {len(self.exchanges)} exchange(s)",
+            )
+        return self
 
 
-_FILE_KEYS = {f.name for f in fields(AggregatorConfig)} - {"source", "log_level", "log_file"}
+class DatabaseConfig(Table):
+    """`[database]`: durable history, read by the history work (SQLite, WAL)."""
+
+    enabled: bool = True
+    """Keep history on disk; false: in memory only"""
+    path: FilePath = Path("data/aggregator.sqlite3")
+    """SQLite database file"""
+    retention_days: int = Field(30, ge=1, le=3650)
+    """Days of history kept"""
 
 
-def load_config(path: Path) -> AggregatorConfig:
-    """Read `path`: `[aggregator]` keys named like the dataclass fields, `[logging]` level/file.
+class AggregatorFile(Table):
+    """The file's layout: one field per table."""
 
-    An unknown table or key is an error rather than ignored: a typo must not silently fall back
-    to a default on a production oracle.
-    """
-    try:
-        with path.open("rb") as stream:
-            document = tomllib.load(stream)
-    except FileNotFoundError as error:
-        raise ConfigError(f"{path}: config file not found") from error
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    aggregator: AggregatorSettings = AggregatorSettings()
+    database: DatabaseConfig = DatabaseConfig()
+    logging: LoggingConfig = LoggingConfig()
 
-    values: dict[str, Any] = {}
-    for table, content in document.items():
-        if table not in ("aggregator", "logging") or not isinstance(content, dict):
-            raise ConfigError(f"{path}: unknown table [{table}]; expected [aggregator], [logging]")
-        for key, value in content.items():
-            if table == "aggregator" and key in _FILE_KEYS:
-                values[key] = value
-            elif table == "logging" and key in ("level", "file"):
-                values[f"log_{key}"] = Path(value) if key == "file" else value
-            else:
-                raise ConfigError(f"{path}: unknown key {key!r} in [{table}]")
-    return AggregatorConfig(source=str(path), **values)
+
+class AggregatorConfig(AggregatorSettings):
+    """What the aggregator reads: `[aggregator]` keys flat (`config.port`), other tables nested."""
+
+    database: DatabaseConfig = DatabaseConfig()
+    logging: LoggingConfig = LoggingConfig()
+    source: str = "defaults"
+    """The file the settings came from"""
+    notices: tuple[str, ...] = ()
+    """Deprecations found while loading, warned about at startup"""
+
+    @property
+    def log_level(self) -> str:
+        return self.logging.level
+
+    @property
+    def log_file(self) -> Path | None:
+        return self.logging.file
+
+    @property
+    def quorum(self) -> int:
+        """Fresh exchanges today's book needs for a price, until the rounds work reads min_sources.
+
+        There, fewer than `min_sources` inputs still give a (DEGRADED) price; today's book has no
+        such price to serve, so it keeps the original's rule, one exchange, unless `min_sources`
+        (or the old `quorum`) was set explicitly.
+        """
+        return self.min_sources if "min_sources" in self.model_fields_set else 1
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Settings allowed but probably not meant, logged loudly at startup."""
+        found = list(self.notices)
+        if self.node_timeout < MINUTE:
+            found.append(
+                f"node_timeout = {number_text(self.node_timeout)} s is shorter than the "
+                f"{MINUTE} s between two submissions of a node: nodes show as inactive "
+                "between their submissions"
+            )
+        if not self.database.enabled:
+            found.append("[database] enabled = false: history is kept in memory only")
+        return tuple(found)
+
+
+OVERRIDES: Final = (
+    *(
+        Override.named(ENV_PREFIX, option, key)
+        for option, key in (
+            ("--host", ("aggregator", "host")),
+            ("--port", ("aggregator", "port")),
+            ("--log-file", ("logging", "file")),
+            ("--log-level", ("logging", "level")),
+            ("--simulate/--no-simulate", ("aggregator", "simulate")),
+            ("--node-timeout", ("aggregator", "node_timeout")),
+            ("--staleness", ("aggregator", "staleness")),
+            ("--min-sources", ("aggregator", "min_sources")),
+            ("--method", ("aggregator", "method")),
+            ("--grace", ("aggregator", "grace_seconds")),
+            ("--db-path", ("database", "path")),
+            ("--history/--no-history", ("database", "enabled")),
+        )
+    ),
+    Override.named(
+        ENV_PREFIX,
+        "--quorum",
+        ("aggregator", "min_sources"),
+        help="Deprecated name of --min-sources",
+        deprecated=f"--min-sources ({ENV_PREFIX}MIN_SOURCES)",
+    ),
+)
+
+_RENAMED: Final = {("aggregator", "quorum"): ("aggregator", "min_sources")}
+
+
+def load_config(
+    path: Path | None,
+    given: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> AggregatorConfig:
+    """Read `path` (None: defaults only), apply options (`given`) and `environ`, validate all."""
+    source = str(path) if path is not None else "defaults"
+    document = read_toml(path) if path is not None else {}
+    notices = rename_deprecated(document, _RENAMED, source)
+    layers = layer(AggregatorFile, document, OVERRIDES, given or {}, environ or {})
+    parsed = validate(AggregatorFile, layers, source)
+    table = parsed.aggregator
+    return AggregatorConfig(
+        # Only what was set, so `model_fields_set` tells explicit settings from defaults.
+        **{name: getattr(table, name) for name in table.model_fields_set},
+        database=parsed.database,
+        logging=parsed.logging,
+        source=source,
+        notices=notices + layers.notices,
+    )

@@ -8,9 +8,11 @@ a consumer can see it (and an operator who wants USD only can point Binance at B
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, Literal, get_args
 
-EXCHANGES: Final[tuple[str, ...]] = ("binance", "coinbase", "kraken")
+# The type of a config value naming an exchange; EXCHANGES is the same names as a tuple.
+ExchangeName = Literal["binance", "coinbase", "kraken"]
+EXCHANGES: Final[tuple[ExchangeName, ...]] = get_args(ExchangeName)
 
 # The quote of each exchange's default pair: what an original node (which sent no quote) meant.
 DEFAULT_QUOTE: Final[dict[str, str]] = {"binance": "USDT", "coinbase": "USD", "kraken": "USD"}

@@ -8,31 +8,33 @@ take the same faults as `POST /_sim/faults` (see `exchange_sim.faults`).
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import signal
 import sys
 import threading
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
-from common.logsetup import configure_logging
+from common.errors import ConfigError
+from common.settings import (
+    click_options,
+    exit_on_config_error,
+    given_values,
+    origin_of,
+    start_logging,
+)
 
 from .app import SimApp, sim_logger
-from .config import DEFAULT_PORT, SimConfig
+from .config import ENV_PREFIX, OVERRIDES, SimFile, load_config
 from .faults import FaultSpecError
 from .server import create_server, run_in_thread
 
-_ENV = "ORACLE_SIM_"
+PROGRAM = "exchange-sim"
 _DRAIN_SECONDS = 2.0
-# A setting option, also given by its ORACLE_SIM_* variable; --help shows the variable and default.
-# The fault flags are plain click options: they repeat, and no variable should inject a fault.
-_setting = functools.partial(click.option, show_envvar=True, show_default=True)
 
 
 def _split(flag: str, raw: str, min_parts: int, max_parts: int) -> list[str]:
@@ -112,53 +114,16 @@ def _write_port_file(path: Path, port: int) -> None:
     partial.replace(path)  # atomic: a reader never sees an empty or half-written file
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": None})
-@_setting(
-    "--host",
-    envvar=f"{_ENV}HOST",
-    default="127.0.0.1",
-    help="Address to bind; anything but loopback is warned about loudly.",
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    envvar=f"{ENV_PREFIX}CONFIG",
+    show_envvar=True,
+    type=click.Path(path_type=Path),
+    help="TOML file with [simulator] and [logging] tables  [default: none]",
 )
-@_setting(
-    "--port",
-    envvar=f"{_ENV}PORT",
-    default=DEFAULT_PORT,
-    type=click.IntRange(0, 65535),
-    help="Port to bind; 0 picks a free one (see the banner).",
-)
-@_setting(
-    "--port-file",
-    envvar=f"{_ENV}PORT_FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the bound port number to this file.",
-)
-@_setting(
-    "--seed",
-    envvar=f"{_ENV}SEED",
-    default=42,
-    type=int,
-    help="Seed of the price walk; same seed, same candles.",
-)
-@_setting(
-    "--price",
-    envvar=f"{_ENV}PRICE",
-    default="100000",
-    help="Level the BTC price wanders around.",
-)
-@_setting(
-    "--volatility",
-    envvar=f"{_ENV}VOLATILITY",
-    default=0.0004,
-    type=float,
-    help="Per-minute log-volatility of the walk.",
-)
-@_setting(
-    "--coinbase-lag-seconds",
-    envvar=f"{_ENV}COINBASE_LAG_SECONDS",
-    default=5.0,
-    type=float,
-    help="Coinbase publishes a closed minute only this long after its close.",
-)
+@click_options(SimFile, OVERRIDES)
 @click.option(
     "--rate-limit",
     multiple=True,
@@ -188,34 +153,15 @@ def _write_port_file(path: Path, port: int) -> None:
     metavar="VENUE:PERCENT",
     help="VENUE's price jumps by PERCENT from now on.",
 )
-@_setting(
-    "--log-file",
-    envvar=f"{_ENV}LOG_FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Append JSON log lines here instead of stderr.",
-)
-@_setting(
-    "--log-level",
-    envvar=f"{_ENV}LOG_LEVEL",
-    default="info",
-    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-)
 def main(
-    host: str,
-    port: int,
-    port_file: Path | None,
-    seed: int,
-    price: str,
-    volatility: float,
-    coinbase_lag_seconds: float,
+    config_path: Path | None,
     rate_limit: tuple[str, ...],
     http_5xx: tuple[str, ...],
     slow: tuple[str, ...],
     malformed: tuple[str, ...],
     freeze: tuple[str, ...],
     jump: tuple[str, ...],
-    log_file: Path | None,
-    log_level: str,
+    **options: object,
 ) -> None:
     """SIMULATED Binance/Coinbase/Kraken candle APIs on one port (offline mode, test fake).
 
@@ -223,27 +169,21 @@ def main(
     Fault flags repeat; VENUE is binance, coinbase, kraken or all; no COUNT means
     until cleared (DELETE /_sim/faults).
     """
-    configure_logging(log_level, log_file, service="exchange-sim")
-    log = sim_logger()
     specs = fault_specs_from_flags(rate_limit, http_5xx, slow, malformed, freeze, jump)
+    given = given_values(options, OVERRIDES)
     try:
-        base_price = Decimal(price)
-        config = SimConfig(
-            host=host,
-            port=port,
-            seed=seed,
-            price=base_price,
-            volatility=volatility,
-            coinbase_lag_seconds=coinbase_lag_seconds,
-            port_file=port_file,
-            startup_faults=tuple(specs),
-        )
+        config = load_config(config_path, given, os.environ, startup_faults=tuple(specs))
+        origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, config.source)
+        start_logging(config.logging, service=PROGRAM, origin=origin)
+    except ConfigError as error:
+        exit_on_config_error(PROGRAM, error)
+    log = sim_logger()
+    try:
         app = SimApp(config)
-    except InvalidOperation:
-        raise click.BadParameter(f"{price!r} is not a number", param_hint="--price") from None
-    except (ValueError, FaultSpecError) as exc:
+    except FaultSpecError as exc:
         raise click.UsageError(str(exc)) from None
 
+    host, port, port_file = config.host, config.port, config.port_file
     try:
         server = create_server(app, host, port)
     except OSError as exc:
@@ -271,16 +211,17 @@ def main(
         log.warning("bound_beyond_loopback", host=host, port=bound)
     click.echo(
         f"SIMULATED exchange-sim listening on http://{host}:{bound} "
-        f"(seed={seed}, price={base_price}, coinbase_lag={coinbase_lag_seconds}s; NOT real prices)"
+        f"(seed={config.seed}, price={config.price}, coinbase_lag={config.coinbase_lag_seconds}s; "
+        "NOT real prices)"
     )
     sys.stdout.flush()
     log.info(
         "listening",
         host=host,
         port=bound,
-        seed=seed,
-        price=str(base_price),
-        coinbase_lag_seconds=coinbase_lag_seconds,
+        seed=config.seed,
+        price=str(config.price),
+        coinbase_lag_seconds=config.coinbase_lag_seconds,
         pid=os.getpid(),
         faults=app.faults.snapshot() if specs else None,
     )

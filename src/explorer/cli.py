@@ -1,69 +1,63 @@
 """`oracle-explorer` command line: parse options, load and validate config, run the web server.
 
-Options beat the config file; `ORACLE_EXPLORER_<OPTION>` environment variables fill options
-(e.g. ORACLE_EXPLORER_PORT=8091). Without --config, config/explorer.toml is read when it exists
-and the built-in defaults apply otherwise.
+Options beat `ORACLE_EXPLORER_*` variables, which beat the config file (each option's variable
+is in `--help`). Without --config, config/explorer.toml is read when it exists and the built-in
+defaults apply otherwise. A bad setting is one line on stderr and exit status 2, before anything
+binds a port.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import os
 from pathlib import Path
 
 import click
 
 from common.errors import ConfigError
-from common.logsetup import configure_logging
-from explorer.config import LOG_LEVELS, ExplorerConfig, load_config
+from common.settings import (
+    click_options,
+    exit_on_config_error,
+    given_values,
+    origin_of,
+    start_logging,
+)
+from explorer.config import (
+    DEFAULT_CONFIG_PATH,
+    ENV_PREFIX,
+    OVERRIDES,
+    ExplorerFile,
+    load_config,
+)
 from explorer.server import serve
 
-DEFAULT_CONFIG = Path("config/explorer.toml")
-option = functools.partial(click.option, show_envvar=True)
+PROGRAM = "oracle-explorer"
 
 
-@click.command(context_settings={"auto_envvar_prefix": "ORACLE_EXPLORER", "show_default": True})
-@option("--host", help="Address to listen on.  [default: 127.0.0.1]")
-@option("--port", type=click.IntRange(0, 65535), help="HTTP port.  [default: 8090]")
-@option(
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
     "--config",
     "config_path",
-    envvar="ORACLE_EXPLORER_CONFIG",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help=f"TOML config file.  [default: {DEFAULT_CONFIG}, if present]",
+    envvar=f"{ENV_PREFIX}CONFIG",
+    show_envvar=True,
+    type=click.Path(path_type=Path),
+    help=f"TOML config file  [default: {DEFAULT_CONFIG_PATH}, if present]",
 )
-@option("--aggregator", help="Aggregator gRPC address, host:port.  [default: 127.0.0.1:50051]")
-@option("--committer", help="Committer gRPC address, host:port (empty: none).")
-@option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="JSON log file.")
-@option("--log-level", type=click.Choice(LOG_LEVELS), help="Log level.  [default: info]")
-def main(
-    host: str | None,
-    port: int | None,
-    config_path: Path | None,
-    aggregator: str | None,
-    committer: str | None,
-    log_file: Path | None,
-    log_level: str | None,
-) -> None:
+@click_options(ExplorerFile, OVERRIDES)
+def main(config_path: Path | None, **options: object) -> None:
     """Serve the oracle explorer: live BTC/USD, rounds, nodes and proofs, as pages and JSON."""
+    if config_path is None and DEFAULT_CONFIG_PATH.is_file():
+        config_path = DEFAULT_CONFIG_PATH
+    given = given_values(options, OVERRIDES)
     try:
-        if config_path is not None:
-            base = load_config(config_path)
-        elif DEFAULT_CONFIG.is_file():
-            base = load_config(DEFAULT_CONFIG)
-        else:
-            base = ExplorerConfig()
-        config = base.with_overrides(
-            host=host,
-            port=port,
-            aggregator_target=aggregator,
-            committer_target=committer,
-            log_file=log_file,
-            log_level=log_level,
-        )
-        configure_logging(config.log_level, config.log_file, service="explorer")
-        asyncio.run(serve(config))
+        config = load_config(config_path, given, os.environ)
+        origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, config.source)
+        start_logging(config.logging, service="explorer", origin=origin)
     except ConfigError as error:
+        exit_on_config_error(PROGRAM, error)
+    try:
+        asyncio.run(serve(config))
+    except ConfigError as error:  # the port cannot be bound: a runtime failure, exit 1
         raise click.ClickException(str(error)) from error
 
 

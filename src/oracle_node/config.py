@@ -1,129 +1,47 @@
-"""The node's configuration: TOML file, then command-line options (or `ORACLE_NODE_*` variables).
+"""The node's configuration: TOML file, then `ORACLE_NODE_*` variables, then command-line options.
 
 The file keeps the original layout (`[oracle]` node_id / aggregator_url / fetch_interval, one table
 per exchange with api_url / symbol / timeout / max_retries, `[sources]` enabled, `[logging]` level)
-so an operator's existing files still load, extended with new keys. Every key is checked before
-anything starts: an unknown key, a wrong type or a bad value is a `ConfigError` naming the file,
-the table and the key, because a node that runs with a silently ignored setting is worse than one
-that refuses to start.
+so existing files still load. The file is validated whole as `NodeFile`, the tables of exchanges
+this node does not run included; the node runs with the smaller `NodeConfig` built from it.
 """
 
 from __future__ import annotations
 
-import math
-import tomllib
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Annotated, Final
 from urllib.parse import urlsplit
 
-from common.errors import ConfigError
-from common.exchanges import EXCHANGES, MAX_ID_LENGTH, NODE_ID_PATTERN, NODE_ID_RULE
-from common.timeutil import MINUTE
+from pydantic import AfterValidator, Field, model_validator
+
+from common.exchanges import MAX_ID_LENGTH, NODE_ID_PATTERN, NODE_ID_RULE, ExchangeName
+from common.settings import (
+    EXCHANGE_TABLE,
+    ConflictError,
+    DecimalSetting,
+    DirPath,
+    LoggingConfig,
+    NoRepeats,
+    Override,
+    Seconds,
+    Table,
+    TomlList,
+    checked,
+    layer,
+    number_text,
+    read_toml,
+    validate,
+)
 from oracle_node.exchanges import get_adapter, quote_of
 from oracle_node.validation import PriceBounds
 
 DEFAULT_CONFIG_PATH: Final = Path("config/oracle-node.toml")
-DEFAULT_AGGREGATOR_URL: Final = "http://localhost:50051"
 DEFAULT_USER_AGENT: Final = "btcfi-oracle-node/0.1 (python-httpx)"
-LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-
-_T = TypeVar("_T")
-
-_ORACLE_KEYS: Final = frozenset(
-    {
-        "node_id",
-        "exchange",
-        "aggregator_url",
-        "fetch_interval",
-        "fetch_offset_seconds",
-        "fetch_deadline_seconds",
-        "simulate",
-        "buffer_size",
-        "submit_timeout",
-        "submit_retries",
-        "shutdown_grace_seconds",
-    }
-)
-_EXCHANGE_KEYS: Final = frozenset(
-    {"api_url", "symbol", "timeout", "max_retries", "backoff_initial", "backoff_max", "user_agent"}
-)
-_TABLE_KEYS: Final[dict[str, frozenset[str]]] = {
-    "oracle": _ORACLE_KEYS,
-    "sources": frozenset({"enabled"}),
-    "validation": frozenset({"min_price", "max_price"}),
-    "logging": frozenset({"level", "file"}),
-    **dict.fromkeys(EXCHANGES, _EXCHANGE_KEYS),
-}
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter for one fetch: `max_retries` retries after the first try."""
-
-    max_retries: int = 3
-    backoff_initial: float = 1.0
-    backoff_max: float = 10.0
-
-
-@dataclass(frozen=True)
-class ExchangeSettings:
-    """Where and what to fetch for one exchange."""
-
-    name: str
-    api_url: str
-    symbol: str
-    quote: str
-    timeout: float = 10.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    user_agent: str = DEFAULT_USER_AGENT
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    """Everything one node process needs, validated.
-
-    `fetch_offset` delays each collection by a few seconds after the minute boundary (default 0:
-    collection starts at XX:00); `fetch_deadline` is how many seconds after the boundary a minute
-    that is not yet published (Coinbase lag) is still polled for before it is skipped.
-    """
-
-    node_id: str
-    exchange: ExchangeSettings
-    aggregator_url: str = DEFAULT_AGGREGATOR_URL
-    interval: int = MINUTE
-    fetch_offset: float = 0.0
-    fetch_deadline: float = 45.0
-    bounds: PriceBounds = field(default_factory=PriceBounds)
-    simulate: bool = False
-    buffer_size: int = 10
-    submit_timeout: float = 5.0
-    submit_retries: int = 2
-    shutdown_grace: float = 5.0
-    log_level: str = "info"
-    log_file: Path | None = None
-    source: Path | None = None
-
-    @property
-    def aggregator_target(self) -> str:
-        """The `host:port` gRPC target for `aggregator_url`."""
-        return grpc_target(self.aggregator_url)
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Values from the command line or `ORACLE_NODE_*` variables; None means "not given"."""
-
-    exchange: str | None = None
-    node_id: str | None = None
-    aggregator_url: str | None = None
-    interval: int | None = None
-    api_url: str | None = None
-    simulate: bool | None = None
-    log_file: Path | None = None
-    log_level: str | None = None
+# The pair whose closes let the aggregator turn USDT prices into USD; Binance has no USD market.
+DEFAULT_USDT_RATE_SYMBOL: Final = {"binance": "", "coinbase": "USDT-USD", "kraken": "USDTUSD"}
 
 
 def grpc_target(url: str) -> str:
@@ -142,378 +60,300 @@ def grpc_target(url: str) -> str:
     return text
 
 
-def load_config(path: Path | None, overrides: Overrides | None = None) -> NodeConfig:
-    """Read `path` (None: built-in defaults only), apply `overrides`, validate everything."""
-    overrides = overrides or Overrides()
-    where = str(path) if path is not None else "<defaults>"
-    document: dict[str, object] = {}
-    if path is not None:
-        document = _read_toml(path)
-    reader = _Reader(where, document)
-    return _build(reader, overrides, path)
-
-
-def _read_toml(path: Path) -> dict[str, object]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-
-
-class _Reader:
-    """Typed access to the TOML document that names file, table and key in every error."""
-
-    def __init__(self, where: str, document: Mapping[str, object]) -> None:
-        self.where = where
-        self.tables: dict[str, Mapping[str, object]] = {}
-        for name, table in document.items():
-            if name not in _TABLE_KEYS:
-                raise ConfigError(
-                    f"{where}: unknown table [{name}]; known tables: {', '.join(_TABLE_KEYS)}"
-                )
-            if not isinstance(table, Mapping):
-                raise ConfigError(f"{where}: [{name}] must be a table")
-            unknown = sorted(set(table) - _TABLE_KEYS[name])
-            if unknown:
-                raise ConfigError(
-                    f"{where}: [{name}] unknown key {unknown[0]!r}; "
-                    f"allowed: {', '.join(sorted(_TABLE_KEYS[name]))}"
-                )
-            self.tables[name] = table
-
-    def error(self, table: str, key: str, reason: str) -> ConfigError:
-        if table == "cli":
-            # A command-line option or its ORACLE_NODE_* variable: name the option, not the file.
-            return ConfigError(f"option {key}: {reason}")
-        return ConfigError(f"{self.where}: [{table}] {key}: {reason}")
-
-    def get(self, table: str, key: str) -> object | None:
-        return self.tables.get(table, {}).get(key)
-
-    def string(self, table: str, key: str) -> str | None:
-        value = self.get(table, key)
-        if value is not None and not isinstance(value, str):
-            raise self.error(table, key, f"must be a string, got {value!r}")
-        return value
-
-    def integer(self, table: str, key: str) -> int | None:
-        value = self.get(table, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise self.error(table, key, f"must be an integer, got {value!r}")
-        return value
-
-    def number(self, table: str, key: str) -> float | None:
-        value = self.get(table, key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(table, key, f"must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise self.error(table, key, f"must be finite, got {value!r}")
-        return float(value)
-
-    def boolean(self, table: str, key: str) -> bool | None:
-        value = self.get(table, key)
-        if value is not None and not isinstance(value, bool):
-            raise self.error(table, key, f"must be true or false, got {value!r}")
-        return value
-
-    def decimal(self, table: str, key: str) -> Decimal | None:
-        value = self.get(table, key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise self.error(table, key, f"must be a number, got {value!r}")
-        try:
-            result = Decimal(str(value))
-        except InvalidOperation:
-            raise self.error(table, key, f"must be a number, got {value!r}") from None
-        if not result.is_finite():
-            raise self.error(table, key, f"must be finite, got {value!r}")
-        return result
-
-
-def _check(
-    reader: _Reader, label: tuple[str, str], value: _T, ok: Callable[[_T], bool], why: str
-) -> _T:
-    if not ok(value):
-        raise reader.error(label[0], label[1], f"{why}, got {value!r}")
-    return value
-
-
-def _build(reader: _Reader, overrides: Overrides, path: Path | None) -> NodeConfig:
-    exchange = _exchange_name(reader, overrides)
-    settings = _exchange_settings(reader, exchange, overrides)
-
-    node_id = overrides.node_id
-    if node_id is None:
-        node_id = reader.string("oracle", "node_id")
-    if node_id is None:
-        node_id = f"{exchange}-node"
-    node_label = ("oracle", "node_id") if overrides.node_id is None else ("cli", "--node-id")
+def _node_id(value: str) -> None:
     # The aggregator's own rule: an id it refuses would cost every minute's submission.
-    _check(
-        reader,
-        node_label,
-        node_id,
-        lambda v: 0 < len(v) <= MAX_ID_LENGTH and NODE_ID_PATTERN.fullmatch(v) is not None,
-        f"must be 1 to {MAX_ID_LENGTH} characters, {NODE_ID_RULE} (the aggregator refuses "
-        "any other id)",
-    )
+    if not 0 < len(value) <= MAX_ID_LENGTH or NODE_ID_PATTERN.fullmatch(value) is None:
+        raise ValueError(
+            f"must be 1 to {MAX_ID_LENGTH} characters, {NODE_ID_RULE} (the aggregator refuses "
+            "any other id)"
+        )
 
-    aggregator_url = (
-        overrides.aggregator_url
-        or reader.string("oracle", "aggregator_url")
-        or DEFAULT_AGGREGATOR_URL
-    )
+
+def _api_url(value: str) -> str:
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+        raise ValueError("must be an http(s) base URL such as 'https://api.kraken.com'")
+    return url
+
+
+def _pair(value: str) -> bool:
+    return 0 < len(value) <= 32 and value.replace("-", "").isalnum()
+
+
+def _btc_symbol(value: str) -> None:
+    if not _pair(value):
+        raise ValueError("must be the venue's pair symbol, e.g. 'BTCUSDT', 'BTC-USD', 'XBTUSD'")
     try:
-        grpc_target(aggregator_url)
-    except ValueError as exc:
-        label = (
-            ("oracle", "aggregator_url")
-            if overrides.aggregator_url is None
-            else ("cli", "--aggregator-url")
-        )
-        raise reader.error(*label, f"{exc}, got {aggregator_url!r}") from None
-
-    interval = (
-        overrides.interval
-        if overrides.interval is not None
-        else reader.integer("oracle", "fetch_interval")
-    )
-    interval = MINUTE if interval is None else interval
-    interval_label = (
-        ("oracle", "fetch_interval") if overrides.interval is None else ("cli", "--interval")
-    )
-    _check(
-        reader,
-        interval_label,
-        interval,
-        lambda v: v > 0 and v % MINUTE == 0,
-        "must be a positive multiple of 60 seconds",
-    )
-
-    offset = _number_setting(
-        reader,
-        ("oracle", "fetch_offset_seconds"),
-        0.0,
-        lambda v: 0 <= v <= 10,
-        "must be from 0 to 10 seconds",
-    )
-    deadline = _number_setting(
-        reader,
-        ("oracle", "fetch_deadline_seconds"),
-        45.0,
-        lambda v: offset < v < MINUTE,
-        "must be above fetch_offset_seconds and below 60 seconds",
-    )
-
-    buffer_size = _integer_setting(
-        reader,
-        ("oracle", "buffer_size"),
-        10,
-        lambda v: 1 <= v <= 10_000,
-        "must be from 1 to 10000",
-    )
-    submit_timeout = _number_setting(
-        reader,
-        ("oracle", "submit_timeout"),
-        5.0,
-        lambda v: 0 < v <= 60,
-        "must be above 0 and at most 60 seconds",
-    )
-    submit_retries = _integer_setting(
-        reader,
-        ("oracle", "submit_retries"),
-        2,
-        lambda v: 0 <= v <= 10,
-        "must be from 0 to 10",
-    )
-    grace = _number_setting(
-        reader,
-        ("oracle", "shutdown_grace_seconds"),
-        5.0,
-        lambda v: 0 <= v <= 60,
-        "must be from 0 to 60 seconds",
-    )
-
-    simulate = (
-        overrides.simulate
-        if overrides.simulate is not None
-        else reader.boolean("oracle", "simulate")
-    )
-
-    min_price = reader.decimal("validation", "min_price")
-    max_price = reader.decimal("validation", "max_price")
-    bounds = PriceBounds(
-        min_price=PriceBounds.min_price if min_price is None else min_price,
-        max_price=PriceBounds.max_price if max_price is None else max_price,
-    )
-    _check(
-        reader, ("validation", "min_price"), bounds.min_price, lambda v: v > 0, "must be positive"
-    )
-    _check(
-        reader,
-        ("validation", "max_price"),
-        bounds.max_price,
-        lambda v: v > bounds.min_price,
-        "must be above min_price",
-    )
-
-    log_level = (overrides.log_level or reader.string("logging", "level") or "info").lower()
-    level_label = ("logging", "level") if overrides.log_level is None else ("cli", "--log-level")
-    _check(
-        reader,
-        level_label,
-        log_level,
-        lambda v: v in LOG_LEVELS,
-        f"must be one of {', '.join(LOG_LEVELS)}",
-    )
-    log_file_text = reader.string("logging", "file")
-    log_file = overrides.log_file or (Path(log_file_text) if log_file_text else None)
-
-    return NodeConfig(
-        node_id=node_id,
-        exchange=settings,
-        aggregator_url=aggregator_url,
-        interval=interval,
-        fetch_offset=offset,
-        fetch_deadline=deadline,
-        bounds=bounds,
-        simulate=bool(simulate),
-        buffer_size=buffer_size,
-        submit_timeout=submit_timeout,
-        submit_retries=submit_retries,
-        shutdown_grace=grace,
-        log_level=log_level,
-        log_file=log_file,
-        source=path,
-    )
+        quote_of(value)
+    except ValueError:
+        raise ValueError("is not quoted in USD or USDT (e.g. 'BTCUSDT', 'BTC-USD')") from None
 
 
-def _number_setting(
-    reader: _Reader,
-    label: tuple[str, str],
-    default: float,
-    ok: Callable[[float], bool],
-    why: str,
-) -> float:
-    """A number from the file (`default` when absent), refused unless `ok` holds."""
-    value = reader.number(*label)
-    return _check(reader, label, default if value is None else value, ok, why)
+def _rate_symbol(value: str) -> None:
+    if value and not _pair(value):
+        raise ValueError("must be the venue's USDT/USD symbol (e.g. 'USDTUSD'), or '' for none")
 
 
-def _integer_setting(
-    reader: _Reader,
-    label: tuple[str, str],
-    default: int,
-    ok: Callable[[int], bool],
-    why: str,
-) -> int:
-    """An integer from the file (`default` when absent), refused unless `ok` holds."""
-    value = reader.integer(*label)
-    return _check(reader, label, default if value is None else value, ok, why)
+def _user_agent(value: str) -> None:
+    if not 0 < len(value) <= 200 or not value.isprintable():
+        raise ValueError("must be 1 to 200 printable characters")
 
 
-def _exchange_name(reader: _Reader, overrides: Overrides) -> str:
-    """--exchange, else [oracle] exchange, else the one entry of [sources] enabled, else binance."""
-    if overrides.exchange is not None:
-        if overrides.exchange not in EXCHANGES:
-            raise reader.error("cli", "--exchange", f"must be one of {', '.join(EXCHANGES)}")
-        return overrides.exchange
-    name = reader.string("oracle", "exchange")
-    enabled = reader.get("sources", "enabled")
-    if enabled is not None and (
-        not isinstance(enabled, list) or not all(isinstance(item, str) for item in enabled)
-    ):
-        raise reader.error(
-            "sources", "enabled", f"must be a list of exchange names, got {enabled!r}"
-        )
-    for item in enabled or []:
-        if item not in EXCHANGES:
-            raise reader.error(
-                "sources", "enabled", f"unknown exchange {item!r}; use {', '.join(EXCHANGES)}"
+class OracleSettings(Table):
+    """`[oracle]`: who this node is, what it collects and where it submits."""
+
+    node_id: Annotated[str, checked(_node_id)] | None = None
+    """Node id sent with every submission  [default: "<exchange>-node"]"""
+    exchange: ExchangeName | None = None
+    """Exchange to collect from  [default: [sources] enabled, else binance]"""
+    aggregator_url: Annotated[str, checked(grpc_target)] = "http://localhost:50051"
+    """gRPC aggregator, http://host:port or host:port"""
+    fetch_interval: int = Field(60, ge=60, le=86400, multiple_of=60)
+    """Collection interval in seconds"""
+    fetch_offset_seconds: Seconds = Field(0.0, ge=0, le=10)
+    """Start each collection this long after XX:00"""
+    fetch_deadline_seconds: Seconds = Field(45.0, gt=0, lt=60)
+    """A minute not published this long after XX:00 is skipped"""
+    simulate: bool = False
+    """Use the exchange simulator only; submissions are marked simulated"""
+    buffer_size: int = Field(10, ge=1, le=10_000)
+    """Unsent observations kept while the aggregator is down"""
+    submit_timeout: Seconds = Field(5.0, gt=0, le=60)
+    """Seconds per SubmitPrice call"""
+    submit_retries: int = Field(2, ge=0, le=10)
+    """Quick retries on UNAVAILABLE before buffering"""
+    shutdown_grace_seconds: Seconds = Field(5.0, ge=0, le=60)
+    """On SIGINT/SIGTERM, time the in-flight minute gets"""
+    run_dir: DirPath = Path("run")
+    """Directory of the lock that keeps a node id to one process"""
+
+    @model_validator(mode="after")
+    def _deadline_after_offset(self) -> OracleSettings:
+        if self.fetch_deadline_seconds <= self.fetch_offset_seconds:
+            offset = number_text(self.fetch_offset_seconds)
+            raise ConflictError(
+                ("fetch_deadline_seconds",), f"must be above fetch_offset_seconds = {offset}"
             )
-    if name is None and enabled:
-        # The original files name the node's one exchange here; one node serves one exchange.
-        if len(enabled) > 1:
-            raise reader.error(
-                "sources",
-                "enabled",
+        return self
+
+
+class SourcesSettings(Table):
+    """`[sources]`: the original's list of the exchange a file is for."""
+
+    enabled: Annotated[tuple[ExchangeName, ...], TomlList, NoRepeats] = ()
+    """The exchange this file configures (a node serves one)"""
+
+
+class VenueSettings(Table):
+    """`[binance]`, `[coinbase]`, `[kraken]`: one exchange's API and retry policy."""
+
+    api_url: Annotated[str, AfterValidator(_api_url)] | None = None
+    """Exchange base URL  [default: the venue's public API]"""
+    symbol: Annotated[str, checked(_btc_symbol)] | None = None
+    """BTC pair, quoted in USD or USDT  [default: the venue's usual pair]"""
+    timeout: Seconds = Field(10.0, gt=0, le=60)
+    """Seconds per HTTP request"""
+    max_retries: int = Field(3, ge=0, le=20)
+    """Retries after the first attempt"""
+    backoff_initial: Seconds = Field(1.0, gt=0, le=30)
+    """First retry delay; doubles per retry, plus jitter"""
+    backoff_max: Seconds = Field(10.0, gt=0, le=60)
+    """Longest retry delay"""
+    user_agent: Annotated[str, checked(_user_agent)] = DEFAULT_USER_AGENT
+    """HTTP User-Agent (Coinbase refuses requests without one)"""
+    usdt_rate_symbol: Annotated[str, checked(_rate_symbol)] | None = None
+    """The venue's USDT/USD pair, collected too; '' for none"""
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> VenueSettings:
+        if self.backoff_max < self.backoff_initial:
+            initial = number_text(self.backoff_initial)
+            raise ConflictError(("backoff_max",), f"must be at least backoff_initial = {initial}")
+        return self
+
+
+class PriceLimits(Table):
+    """`[validation]`: closes outside [min_price, max_price] are not submitted."""
+
+    min_price: DecimalSetting = Field(PriceBounds.min_price, gt=0)
+    """Lowest close submitted"""
+    max_price: DecimalSetting = Field(PriceBounds.max_price, gt=0)
+    """Highest close submitted"""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PriceLimits:
+        if self.max_price <= self.min_price:
+            raise ConflictError(("max_price",), f"must be above min_price = {self.min_price}")
+        return self
+
+
+class NodeFile(Table):
+    """The file's layout: one field per table, every exchange's table validated."""
+
+    oracle: OracleSettings = OracleSettings()
+    sources: SourcesSettings = SourcesSettings()
+    binance: VenueSettings = VenueSettings()
+    coinbase: VenueSettings = VenueSettings()
+    kraken: VenueSettings = VenueSettings()
+    validation: PriceLimits = PriceLimits()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _one_exchange(self) -> NodeFile:
+        enabled, name = self.sources.enabled, self.oracle.exchange
+        if name is None and len(enabled) > 1:
+            raise ConflictError(
+                ("sources", "enabled"),
                 "lists several exchanges; a node serves one: set [oracle] exchange or --exchange",
             )
-        name = enabled[0]
-    if name is not None and enabled and name not in enabled:
-        raise reader.error(
-            "sources", "enabled", f"does not include [oracle] exchange = {name!r}: {enabled!r}"
-        )
-    name = name or "binance"
-    if name not in EXCHANGES:
-        raise reader.error(
-            "oracle", "exchange", f"must be one of {', '.join(EXCHANGES)}, got {name!r}"
-        )
-    return name
+        if name is not None and enabled and name not in enabled:
+            raise ConflictError(
+                ("oracle", "exchange"), f"{name!r} is not in [sources] enabled = {list(enabled)}"
+            )
+        return self
+
+    def venue(self) -> ExchangeName:
+        """The exchange run: [oracle] exchange, else [sources]' one entry, else binance."""
+        return self.oracle.exchange or (self.sources.enabled or ("binance",))[0]
 
 
-def _exchange_settings(reader: _Reader, exchange: str, overrides: Overrides) -> ExchangeSettings:
-    adapter = get_adapter(exchange)
-    api_url = overrides.api_url or reader.string(exchange, "api_url") or adapter.default_api_url
-    url_label = (exchange, "api_url") if overrides.api_url is None else ("cli", "--api-url")
-    api_url = api_url.rstrip("/")
-    parts = urlsplit(api_url)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise reader.error(
-            *url_label,
-            f"must be an http(s) base URL such as {adapter.default_api_url!r}, got {api_url!r}",
-        )
+_VENUE: Final = VenueSettings()  # the declared defaults, for code that builds settings directly
 
-    symbol = reader.string(exchange, "symbol") or adapter.default_symbol
-    try:
-        quote = quote_of(symbol)
-    except ValueError as exc:
-        raise reader.error(exchange, "symbol", str(exc)) from None
 
-    timeout = _number_setting(
-        reader,
-        (exchange, "timeout"),
-        10.0,
-        lambda v: 0 < v <= 60,
-        "must be above 0 and at most 60 seconds",
-    )
-    max_retries = _integer_setting(
-        reader,
-        (exchange, "max_retries"),
-        3,
-        lambda v: 0 <= v <= 20,
-        "must be from 0 to 20",
-    )
-    initial = _number_setting(
-        reader,
-        (exchange, "backoff_initial"),
-        1.0,
-        lambda v: 0 < v <= 30,
-        "must be above 0 and at most 30 seconds",
-    )
-    maximum = _number_setting(
-        reader,
-        (exchange, "backoff_max"),
-        10.0,
-        lambda v: initial <= v <= 60,
-        "must be from backoff_initial to 60 seconds",
-    )
-    user_agent = reader.string(exchange, "user_agent") or DEFAULT_USER_AGENT
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for one fetch: `max_retries` retries after the first try."""
 
-    return ExchangeSettings(
-        name=exchange,
-        api_url=api_url,
+    max_retries: int = _VENUE.max_retries
+    backoff_initial: float = _VENUE.backoff_initial
+    backoff_max: float = _VENUE.backoff_max
+
+
+@dataclass(frozen=True)
+class ExchangeSettings:
+    """Where and what to fetch for one exchange."""
+
+    name: str
+    api_url: str
+    symbol: str
+    quote: str
+    timeout: float = _VENUE.timeout
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    user_agent: str = _VENUE.user_agent
+    usdt_rate_symbol: str = ""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What one node process runs with: `[oracle]` under the names the node uses, one venue."""
+
+    node_id: str
+    exchange: ExchangeSettings
+    aggregator_url: str
+    interval: int
+    fetch_offset: float  # collection starts this long after XX:00
+    fetch_deadline: float  # a minute not published by XX:<this> (Coinbase lag) is skipped
+    bounds: PriceBounds
+    simulate: bool
+    buffer_size: int
+    submit_timeout: float
+    submit_retries: int
+    shutdown_grace: float
+    logging: LoggingConfig
+    run_dir: Path
+    source: Path | None
+
+    @property
+    def log_level(self) -> str:
+        return self.logging.level
+
+    @property
+    def log_file(self) -> Path | None:
+        return self.logging.file
+
+    @property
+    def aggregator_target(self) -> str:
+        """The `host:port` gRPC target for `aggregator_url`."""
+        return grpc_target(self.aggregator_url)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Values from the command line (text, or typed in tests); None means "not given"."""
+
+    exchange: object = None
+    node_id: object = None
+    aggregator_url: object = None
+    interval: object = None
+    api_url: object = None
+    simulate: object = None
+    log_file: object = None
+    log_level: object = None
+    run_dir: object = None
+
+
+def _option(option: str, key: tuple[str, str], **extra: str) -> Override:
+    return Override.named("ORACLE_NODE_", option, key, **extra)
+
+
+OVERRIDES: Final = (
+    _option("--exchange", ("oracle", "exchange")),
+    Override("--node-id", ("oracle", "node_id"), "ORACLE_NODE_ID"),
+    _option("--aggregator-url", ("oracle", "aggregator_url")),
+    _option("--interval", ("oracle", "fetch_interval")),
+    _option("--simulate/--no-simulate", ("oracle", "simulate")),
+    _option(
+        "--api-url",
+        (EXCHANGE_TABLE, "api_url"),
+        help="Exchange base URL, overriding the config (e.g. http://127.0.0.1:8099)",
+    ),
+    _option("--log-file", ("logging", "file")),
+    _option("--log-level", ("logging", "level")),
+    Override("--run-dir", ("oracle", "run_dir"), "ORACLE_RUN_DIR"),  # the run scripts' variable
+)
+
+
+def load_config(
+    path: Path | None, overrides: Overrides | None = None, environ: Mapping[str, str] | None = None
+) -> NodeConfig:
+    """Read `path` (None: built-in defaults only), apply `overrides` and `environ`, validate all."""
+    source = str(path) if path is not None else "<defaults>"
+    document = read_toml(path) if path is not None else {}
+    given, env = dataclasses.asdict(overrides or Overrides()), environ or {}
+    # Two passes: `--api-url` goes to the table of the exchange the node runs, known only once
+    # `--exchange`, `[oracle] exchange` and `[sources]` have been read and validated.
+    venue = validate(NodeFile, layer(NodeFile, document, OVERRIDES, given, env), source).venue()
+    layers = layer(NodeFile, document, OVERRIDES, given, env, tables={EXCHANGE_TABLE: venue})
+    parsed = validate(NodeFile, layers, source)
+    table: VenueSettings = getattr(parsed, venue)
+    adapter, oracle = get_adapter(venue), parsed.oracle
+    symbol = table.symbol or adapter.default_symbol
+    rate = table.usdt_rate_symbol
+    exchange = ExchangeSettings(
+        name=venue,
+        api_url=table.api_url or adapter.default_api_url,
         symbol=symbol,
-        quote=quote,
-        timeout=timeout,
-        retry=RetryPolicy(max_retries=max_retries, backoff_initial=initial, backoff_max=maximum),
-        user_agent=user_agent,
+        quote=quote_of(symbol),
+        timeout=table.timeout,
+        retry=RetryPolicy(table.max_retries, table.backoff_initial, table.backoff_max),
+        user_agent=table.user_agent,
+        usdt_rate_symbol=DEFAULT_USDT_RATE_SYMBOL[venue] if rate is None else rate,
+    )
+    return NodeConfig(
+        node_id=oracle.node_id or f"{venue}-node",
+        exchange=exchange,
+        aggregator_url=oracle.aggregator_url,
+        interval=oracle.fetch_interval,
+        fetch_offset=oracle.fetch_offset_seconds,
+        fetch_deadline=oracle.fetch_deadline_seconds,
+        bounds=PriceBounds(parsed.validation.min_price, parsed.validation.max_price),
+        simulate=oracle.simulate,
+        buffer_size=oracle.buffer_size,
+        submit_timeout=oracle.submit_timeout,
+        submit_retries=oracle.submit_retries,
+        shutdown_grace=oracle.shutdown_grace_seconds,
+        logging=parsed.logging,
+        run_dir=oracle.run_dir,
+        source=path,
     )

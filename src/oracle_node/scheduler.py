@@ -46,7 +46,7 @@ class MinuteScheduler:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         if interval <= 0 or interval % MINUTE:
-            raise ValueError(f"interval must be a positive multiple of 60, got {interval}")
+            raise ValueError(f"interval must be an integer multiple of 60, got {interval}")
         self._interval = interval
         self._offset = offset
         self._clock = clock

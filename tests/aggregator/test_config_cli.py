@@ -4,13 +4,14 @@ import os
 import socket
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from aggregator import cli
-from aggregator.config import AggregatorConfig, load_config
+from aggregator.config import AggregatorConfig, DatabaseConfig, load_config
 from common.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,21 +25,30 @@ def test_defaults_are_the_originals():
 
 
 def test_shipped_config_file_loads_with_its_documented_values():
-    config = load_config(ROOT / "config" / "aggregator.toml")
-    assert config == AggregatorConfig()
+    path = ROOT / "config" / "aggregator.toml"
+    config = load_config(path)
+    assert config == AggregatorConfig(source=str(path))
+    assert config.warnings == ()
 
 
 def test_unknown_key_names_file_and_key(tmp_path):
     path = tmp_path / "aggregator.toml"
     path.write_text("[aggregator]\nnode_timout = 30\n")
-    with pytest.raises(ConfigError, match=r"aggregator.toml: unknown key 'node_timout'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"aggregator.toml: \[aggregator\] unknown key 'node_timout'; allowed: host, port, ",
+    ):
         load_config(path)
 
 
 def test_bad_value_names_file_key_and_allowed(tmp_path):
     path = tmp_path / "aggregator.toml"
     path.write_text("[aggregator]\nport = 70000\n")
-    with pytest.raises(ConfigError, match=r"aggregator.toml: port = 70000 is invalid; expected"):
+    with pytest.raises(
+        ConfigError,
+        match=r"aggregator.toml: \[aggregator\] port: must be an integer from 0 to 65535, "
+        r"got 70000$",
+    ):
         load_config(path)
 
 
@@ -56,7 +66,7 @@ def test_environment_fills_options_and_options_beat_the_file(tmp_path, monkeypat
         seen.append(config)
 
     monkeypatch.setattr(cli, "serve", fake_serve)
-    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cli, "start_logging", lambda *args, **kwargs: None)
     result = CliRunner().invoke(
         cli.main,
         ["--config", str(path), "--port", "50071"],
@@ -92,5 +102,105 @@ def test_taken_port_exits_with_clear_error(tmp_path):
 def test_max_price_must_be_positive(tmp_path):
     path = tmp_path / "aggregator.toml"
     path.write_text("[aggregator]\nmax_price = -1\n")
-    with pytest.raises(ConfigError, match="max_price = -1 is invalid"):
+    with pytest.raises(ConfigError, match=r"\[aggregator\] max_price: must be a number above 0"):
         load_config(path)
+
+
+def test_new_keys_and_database_table_are_read(tmp_path):
+    path = tmp_path / "aggregator.toml"
+    path.write_text(
+        "[aggregator]\nexchanges = ['kraken', 'coinbase']\nround_deadline = 30\n"
+        "max_deviation = '0.02'\nmax_flat_minutes = 3\nmethod = 'median'\nmin_sources = 2\n"
+        "min_price = 500\n"
+        "[database]\nenabled = false\npath = 'var/history.db'\nretention_days = 7\n"
+    )
+    config = load_config(path)
+    assert config.exchanges == ("kraken", "coinbase")
+    assert (config.round_deadline, config.max_flat_minutes, config.method) == (30, 3, "median")
+    assert config.max_deviation == Decimal("0.02")
+    assert (config.min_sources, config.min_price) == (2, 500)
+    assert config.database == DatabaseConfig(
+        enabled=False, path=Path("var/history.db"), retention_days=7
+    )
+    assert "history is kept in memory only" in config.warnings[0]
+    # A TOML float becomes the decimal it prints as, not the binary fraction behind it.
+    path.write_text("[aggregator]\nmax_deviation = 0.03\n")
+    assert str(load_config(path).max_deviation) == "0.03"
+
+
+def test_defaults_of_the_new_keys_are_the_agreed_ones():
+    config = AggregatorConfig()
+    assert config.exchanges == ("binance", "coinbase", "kraken")
+    assert (config.round_deadline, config.max_deviation) == (45, Decimal("0.01"))
+    assert (config.max_flat_minutes, config.method, config.min_sources) == (5, "mean", 2)
+    assert config.min_price == 1000
+    assert config.database == DatabaseConfig()
+    assert (config.database.enabled, config.database.retention_days) == (True, 30)
+    assert config.database.path == Path("data/aggregator.sqlite3")
+
+
+def test_quorum_is_a_deprecated_name_of_min_sources(tmp_path):
+    path = tmp_path / "aggregator.toml"
+    path.write_text("[aggregator]\nquorum = 3\n")
+    config = load_config(path)
+    assert config.min_sources == 3
+    assert config.warnings == (
+        f"{path}: [aggregator] quorum is deprecated; use [aggregator] min_sources",
+    )
+    from_option = load_config(None, {"quorum": "2"})
+    assert from_option.min_sources == 2
+    assert from_option.notices == (
+        "option --quorum is deprecated; use --min-sources (ORACLE_AGGREGATOR_MIN_SOURCES)",
+    )
+
+
+def test_todays_book_keeps_one_exchange_unless_min_sources_is_set():
+    assert AggregatorConfig().quorum == 1  # the original's behaviour until rounds land
+    assert AggregatorConfig(min_sources=2).quorum == 2
+    assert load_config(None, {"min_sources": "3"}).quorum == 3
+
+
+def test_cli_warns_about_deprecated_and_odd_settings(tmp_path, monkeypatch):
+    seen: list[AggregatorConfig] = []
+
+    async def fake_serve(config: AggregatorConfig) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr(cli, "serve", fake_serve)
+    monkeypatch.setattr(cli, "start_logging", lambda *args, **kwargs: None)
+    result = CliRunner().invoke(
+        cli.main, ["--config", os.devnull, "--quorum", "2", "--node-timeout", "30"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "aggregator: warning: option --quorum is deprecated; use --min-sources "
+        "(ORACLE_AGGREGATOR_MIN_SOURCES)",
+        "aggregator: warning: node_timeout = 30 s is shorter than the 60 s between two "
+        "submissions of a node: nodes show as inactive between their submissions",
+    ]
+    assert seen[0].min_sources == 2
+
+
+def test_cli_options_for_the_new_keys(tmp_path, monkeypatch):
+    seen: list[AggregatorConfig] = []
+
+    async def fake_serve(config: AggregatorConfig) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr(cli, "serve", fake_serve)
+    monkeypatch.setattr(cli, "start_logging", lambda *args, **kwargs: None)
+    result = CliRunner().invoke(
+        cli.main,
+        ["--config", os.devnull, "--min-sources", "3", "--method", "median", "--no-history"],
+        env={"ORACLE_AGGREGATOR_DB_PATH": str(tmp_path / "h.db")},
+    )
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert (config.min_sources, config.method) == (3, "median")
+    assert config.database == DatabaseConfig(enabled=False, path=tmp_path / "h.db")
+
+
+def test_help_with_short_flag():
+    result = CliRunner().invoke(cli.main, ["-h"])
+    assert result.exit_code == 0
+    assert "--min-sources" in result.stdout

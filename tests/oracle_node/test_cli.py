@@ -103,7 +103,7 @@ def test_once_failure_is_a_clear_message_and_exit_1(runner: CliRunner) -> None:
 def test_interval_not_a_multiple_of_60_is_refused(runner: CliRunner) -> None:
     result = runner.invoke(main, ["--interval", "90", "--config", os.devnull])
     assert result.exit_code == 2
-    assert "option --interval: must be a positive multiple of 60" in result.stderr
+    assert "option --interval: must be an integer multiple of 60" in result.stderr
 
 
 def test_environment_fills_options(runner: CliRunner) -> None:
@@ -153,6 +153,8 @@ def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
             "http://127.0.0.1:9",
             "--log-file",
             str(log_file),
+            "--run-dir",
+            str(tmp_path / "run"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
