@@ -45,6 +45,17 @@ class FeedState:
     health: oracle_pb2.HealthResponse | None = None
 
 
+def _visible(state: FeedState) -> tuple[object, ...]:
+    """What a page shows of the state: a health check that changes none of it wakes no one."""
+    health = state.health
+    shown = (
+        (health.healthy, health.simulated, health.draining, health.version, health.message)
+        if health is not None
+        else None
+    )
+    return (state.reachable, state.mode, state.error, state.price, shown)
+
+
 @dataclass(eq=False)
 class Listener:
     """One event stream's mailbox: the newest state is read on wake-up, rounds are queued."""
@@ -69,7 +80,9 @@ class LiveFeed:
     # -- listeners --------------------------------------------------------------------------
 
     def listen(self) -> Listener:
+        """A new mailbox, already awake: a stream sends the current state at once."""
         listener = Listener()
+        listener.wake.set()
         self._listeners.add(listener)
         return listener
 
@@ -106,7 +119,8 @@ class LiveFeed:
                     "aggregator_unreachable", target=self._client.target, error=after.error
                 )
         self.state = after
-        self._notify()
+        if _visible(after) != _visible(before):
+            self._notify()
 
     def _publish_price(self, price: oracle_pb2.GetPriceResponse, mode: Mode) -> None:
         state = self.state
@@ -140,7 +154,9 @@ class LiveFeed:
                 if self._clock() >= self._subscribe_retry_at:
                     try:
                         await self._follow_subscription()
-                        # The stream ended cleanly (aggregator shutting down): reconnect.
+                        # The stream ended cleanly (aggregator shutting down): reconnect, but
+                        # not in a tight loop should it keep ending at once.
+                        await asyncio.sleep(backoff)
                         continue
                     except UnsupportedError:
                         self._subscribe_retry_at = self._clock() + self._config.resubscribe_interval
@@ -187,11 +203,8 @@ class LiveFeed:
                 else:
                     # Back: fetch the price at once rather than wait for the next poll.
                     price = await self._client.price()
-                    mode: Mode = (
-                        "connecting" if self.state.mode == "connecting" else self.state.mode
-                    )
                     self._set(health=health)
-                    self._publish_price(price, mode)
+                    self._publish_price(price, self.state.mode)
             except UpstreamUnavailableError as error:
                 self._mark_down(error)
             except ExplorerError as error:

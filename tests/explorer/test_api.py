@@ -422,3 +422,17 @@ async def test_the_rounds_pages_walk_every_round(system: System) -> None:
     assert pages == 3  # 90 rounds, 40 a page: the limit is carried by the "older" link
     assert sorted(seen, reverse=True) == seen
     assert sorted(seen) == sorted(system.fake.rounds)
+
+
+async def test_a_new_stream_gets_the_current_state_at_once() -> None:
+    now = time.time()
+    # Health checks far apart: nothing else would wake the stream for a minute.
+    system = await make_system(populated_fake(now), now, health_interval=60)
+    try:
+        async with system.http.get(system.url + "/api/stream") as response:
+            async with asyncio.timeout(1):
+                [(name, document)] = await read_events(response, 1)
+        assert name == "price"
+        assert document["minute"] == system.fake.price.aggregate_minute
+    finally:
+        await close_system(system)

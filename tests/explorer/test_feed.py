@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+from common.proto import oracle_pb2
 from tests.explorer.conftest import System, close_system, make_system, populated_fake, wait_for
 from tests.explorer.fake_aggregator import make_round
 
@@ -43,3 +44,17 @@ async def test_a_listener_that_never_reads_holds_only_the_latest(system: System)
     feed.unlisten(stuck)
     feed.unlisten(awake)
     assert feed.listener_count == 0
+
+
+async def test_health_checks_that_change_nothing_wake_no_page(system: System) -> None:
+    feed = system.explorer.feed
+    page = feed.listen()
+    page.price_changed = False
+    page.wake.clear()
+    checks = system.fake.calls["HealthCheck"]
+    await wait_for(lambda: system.fake.calls["HealthCheck"] >= checks + 2)
+    assert page.price_changed is False
+    assert not page.wake.is_set()
+    system.fake.set_price(oracle_pb2.GetPriceResponse(success=False, message="changed"))
+    await wait_for(lambda: page.price_changed)
+    feed.unlisten(page)
