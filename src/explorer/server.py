@@ -51,10 +51,18 @@ class RunningExplorer:
         await self.client.close()
 
 
-async def start_explorer(config: ExplorerConfig, *, clock: Clock = system_clock) -> RunningExplorer:
-    """Connect (lazily) to the aggregator, start the live feed, bind and start the web server."""
+async def start_explorer(
+    config: ExplorerConfig,
+    *,
+    clock: Clock = system_clock,
+    anchors: AnchorSource | None = None,
+) -> RunningExplorer:
+    """Connect (lazily) to the aggregator, start the live feed, bind and start the web server.
+
+    `anchors` replaces the committer client chosen by the config (tests pass a fake).
+    """
     client = AggregatorClient(config.aggregator_target, timeout=config.rpc_timeout)
-    anchors = anchor_source(config.committer_target)
+    anchors = anchors if anchors is not None else anchor_source(config.committer_target)
     feed = LiveFeed(client, config, clock)
     app = build_app(config, Documents(feed, client, anchors, clock), feed)
     # Event streams never end by themselves: give them a short grace, then close them.

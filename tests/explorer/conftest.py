@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from common.timeutil import minute_floor
+from explorer.anchors import AnchorSource
 from explorer.config import ExplorerConfig
 from explorer.server import RunningExplorer, start_explorer
 from tests.explorer.fake_aggregator import (
@@ -80,9 +81,11 @@ async def wait_for(predicate: object, within: float = 5.0) -> None:
     raise AssertionError(f"condition not met within {within} s")
 
 
-async def make_system(fake: FakeAggregator, now: float, **overrides: object) -> System:
+async def make_system(
+    fake: FakeAggregator, now: float, *, anchors: AnchorSource | None = None, **overrides: object
+) -> System:
     server, port = await start_fake(fake)
-    explorer = await start_explorer(explorer_config(port, **overrides))
+    explorer = await start_explorer(explorer_config(port, **overrides), anchors=anchors)
     http = aiohttp.ClientSession()
     system = System(fake, server, port, explorer, http, now)
     await wait_for(lambda: explorer.feed.state.price is not None)

@@ -23,6 +23,7 @@ from tests.explorer.fake_aggregator import (
     price_from_round,
     start_fake,
 )
+from tests.explorer.fake_committer import AnchoredCommitter
 
 
 async def get_json(system: System, path: str) -> tuple[int, Any]:
@@ -434,5 +435,29 @@ async def test_a_new_stream_gets_the_current_state_at_once() -> None:
                 [(name, document)] = await read_events(response, 1)
         assert name == "price"
         assert document["minute"] == system.fake.price.aggregate_minute
+    finally:
+        await close_system(system)
+
+
+async def test_an_anchored_round_shows_its_proof_and_verify_command() -> None:
+    now = time.time()
+    fake = populated_fake(now)
+    minutes = sorted(fake.rounds)
+    system = await make_system(fake, now, anchors=AnchoredCommitter(minutes[-10]))
+    try:
+        _, anchored = await get_json(system, f"/api/rounds/{minutes[-10]}")
+        _, pending = await get_json(system, f"/api/rounds/{minutes[-1]}")
+        assert anchored["anchor"]["state"] == "anchored"
+        assert anchored["anchor"]["txid"] == "78" * 32
+        assert anchored["anchor"]["merkle_proof"] == ["34" * 32, "56" * 32]
+        assert anchored["anchor"]["verify_command"].startswith("committer verify proof-")
+        assert pending["anchor"]["state"] == "not_anchored"
+        _, page = await get_text(system, f"/rounds/{minutes[-10]}")
+        assert 'id="verify-command"' in page
+        assert "78" * 32 in page
+        assert "34" * 32 in page
+        _, page = await get_text(system, f"/rounds/{minutes[-1]}")
+        assert 'id="verify-command"' not in page
+        assert "not anchored yet" in page
     finally:
         await close_system(system)

@@ -25,6 +25,7 @@ import pytest
 from explorer.views import cents_text
 from tests.explorer.conftest import System, close_system, make_system, populated_fake
 from tests.explorer.fake_aggregator import make_round, start_fake
+from tests.explorer.fake_committer import AnchoredCommitter
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("ORACLE_CHROMIUM", "/usr/bin/chromium")
@@ -248,3 +249,27 @@ async def test_the_page_says_the_aggregator_is_down_and_recovers(
     await page.wait_for_selector("#aggregator-banner", state="hidden", timeout=15_000)
     await page.wait_for_selector(f'#price-value[data-exact="{price}"]', timeout=5_000)
     assert await page.text_content("#price-status") == "OK"
+
+
+async def test_the_verify_command_of_an_anchored_round_is_copied(
+    browser: Any,
+) -> None:
+    now = time.time()
+    fake = populated_fake(now)
+    minute = sorted(fake.rounds)[-5]
+    system = await make_system(fake, now, anchors=AnchoredCommitter(minute))
+    try:
+        context = await browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+        page = await context.new_page()
+        await page.goto(f"{system.url}/rounds/{minute}")
+        command = await page.text_content("#verify-command")
+        assert command == f"committer verify proof-{minute}.json --oracle-key {'ef' * 32}"
+        await page.click("#copy-verify")
+        await page.wait_for_function(
+            "() => document.querySelector('#copy-verify').textContent !== 'Copy command'"
+        )
+        assert await page.text_content("#copy-verify") == "Copied"
+        assert await page.evaluate("() => navigator.clipboard.readText()") == command
+        await context.close()
+    finally:
+        await close_system(system)
