@@ -48,3 +48,27 @@ class ConfigError(OracleError):
     """A configuration file, option or environment variable is missing or invalid."""
 
     status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class UnauthenticatedError(OracleError):
+    """The caller could not be identified: unknown node, a key not its own, or a bad signature.
+
+    `reason` is a short stable label (e.g. "unknown_node", "bad_signature") for refusal counters
+    and rate-limited logs; the message says what to fix.
+    """
+
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PermissionDeniedError(OracleError):
+    """The caller is authenticated but not allowed to do this (e.g. report for that exchange)."""
+
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -71,9 +71,25 @@ class SigningKey:
         return self._key.secret
 
     def __repr__(self) -> str:
-        return f"SigningKey(public_key={self.public_key.hex()})"
+        # getattr: a traceback that shows locals may repr a key whose __init__ failed half-way.
+        public_key: bytes | None = getattr(self, "public_key", None)
+        return f"SigningKey(public_key={public_key.hex() if public_key else 'unset'})"
 
     __str__ = __repr__
+
+
+def is_valid_public_key(public_key: bytes) -> bool:
+    """True when `public_key` is a BIP340 x-only key: 32 bytes, the x of a point on the curve.
+
+    For validating configuration (an allowlist) up front, rather than at the first signature.
+    """
+    if len(public_key) != PUBLIC_KEY_BYTES:
+        return False
+    try:
+        PublicKeyXOnly(public_key)
+    except ValueError:
+        return False
+    return True
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
@@ -121,10 +137,16 @@ def load_key_file(path: Path) -> SigningKey:
         )
     if info.st_size > 256:
         raise ConfigError(f"{path}: not a key file (too large)")
-    text = path.read_bytes().strip()
+    key = _parse_key_text(path.read_bytes())
+    if key is None:
+        # Raised here, after the parser's frame is gone: a traceback renderer that shows local
+        # variables finds only the path, never the file's content.
+        raise ConfigError(f"{path}: not a key file: expected {2 * SECRET_KEY_BYTES} hex digits")
+    return key
+
+
+def _parse_key_text(content: bytes) -> SigningKey | None:
     try:
-        return SigningKey(bytes.fromhex(text.decode("ascii")))
+        return SigningKey(bytes.fromhex(content.strip().decode("ascii")))
     except (ValueError, UnicodeDecodeError):
-        raise ConfigError(
-            f"{path}: not a key file: expected {2 * SECRET_KEY_BYTES} hex digits"
-        ) from None
+        return None
