@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from common.errors import InvalidObservationError
+from common.exchanges import DEFAULT_QUOTE
+from common.observation import ObservationPayload, verify_observation
 from common.proto import oracle_pb2
 from common.timeutil import MINUTE, format_minute
 
@@ -99,7 +102,38 @@ def status_name(status: int, *, has_price: bool) -> str:
     return "OK" if has_price else "UNKNOWN"
 
 
-def observation_view(observation: oracle_pb2.NodeObservation) -> dict[str, Any]:
+def signature_check(
+    observation: oracle_pb2.NodeObservation, exchange: str, minute: int, *, simulated: bool
+) -> str:
+    """The explorer's own BIP340 check of a node's signature over what the round says it saw.
+
+    "verified": the signature is the key's over the canonical observation (docs/signing.md) of
+    this node, exchange, pair, minute, exact price and simulated flag; "invalid": it is not (the
+    stored record and its signature disagree); "unsigned"; "unverifiable": the record lacks what
+    the encoding needs (no exact price, say, from an aggregator older than price_e8).
+    """
+    if not observation.signature:
+        return "unsigned"
+    try:
+        payload = ObservationPayload(
+            node_id=observation.node_id,
+            exchange=exchange,
+            base="BTC",  # rounds price BTC; USDT/USD rate observations are kept apart
+            quote=observation.quote or DEFAULT_QUOTE.get(exchange, "USD"),
+            symbol=observation.symbol,
+            minute=minute,
+            price_e8=observation.price_e8,
+            simulated=simulated,
+        )
+    except (InvalidObservationError, ValueError):
+        return "unverifiable"
+    valid = verify_observation(observation.public_key, payload, observation.signature)
+    return "verified" if valid else "invalid"
+
+
+def observation_view(
+    observation: oracle_pb2.NodeObservation, exchange: str, minute: int, *, simulated: bool
+) -> dict[str, Any]:
     price, _ = decimal_text(observation.price_e8, observation.price)
     return {
         "node_id": observation.node_id,
@@ -109,12 +143,15 @@ def observation_view(observation: oracle_pb2.NodeObservation) -> dict[str, Any]:
         "received_at_ms": observation.received_at_ms,
         "received_at_utc": ms_utc(observation.received_at_ms),
         "signed": bool(observation.signature),
+        "signature_check": signature_check(observation, exchange, minute, simulated=simulated),
         "signature": observation.signature.hex(),
         "public_key": observation.public_key.hex(),
     }
 
 
-def input_view(item: oracle_pb2.RoundInput, aggregate: str | None) -> dict[str, Any]:
+def input_view(
+    item: oracle_pb2.RoundInput, aggregate: str | None, *, simulated: bool
+) -> dict[str, Any]:
     """One exchange's input to a round or to the live aggregate."""
     price, _ = decimal_text(item.price_e8, item.price)
     usd_price: str | None
@@ -133,7 +170,10 @@ def input_view(item: oracle_pb2.RoundInput, aggregate: str | None) -> dict[str, 
         "deviation_from_median": _deviation(item.deviation),
         "excluded_reason": item.excluded_reason or None,
         "excluded_detail": item.excluded_detail or None,
-        "observations": [observation_view(obs) for obs in item.observations],
+        "observations": [
+            observation_view(obs, item.source, item.minute, simulated=simulated)
+            for obs in item.observations
+        ],
         "node_ids": [obs.node_id for obs in item.observations],
     }
 
@@ -195,7 +235,9 @@ def price_view(response: oracle_pb2.GetPriceResponse, now: float) -> dict[str, A
         "active_nodes": response.active_nodes,
         "message": response.message,
         "inputs": [live_input_view(point, price) for point in response.recent_prices],
-        "excluded": [input_view(item, price) for item in response.excluded],
+        "excluded": [
+            input_view(item, price, simulated=response.simulated) for item in response.excluded
+        ],
         "usdt": {
             "converted": response.usdt_converted,
             "rate": f"{Decimal(repr(response.usdt_usd_rate)):f}"
@@ -240,8 +282,8 @@ def round_view(round_: oracle_pb2.Round, *, detail: bool = True) -> dict[str, An
         price, exact = decimal_text(round_.price_e8, round_.price)
         if round_.status != oracle_pb2.PRICE_STATUS_UNSPECIFIED:
             confidence, _ = decimal_text(round_.confidence_e8, round_.confidence)
-    inputs = [input_view(item, price) for item in round_.inputs]
-    excluded = [input_view(item, price) for item in round_.excluded]
+    inputs = [input_view(item, price, simulated=round_.simulated) for item in round_.inputs]
+    excluded = [input_view(item, price, simulated=round_.simulated) for item in round_.excluded]
     if not detail:
         for item in (*inputs, *excluded):
             del item["observations"]
@@ -292,10 +334,10 @@ def nodes_from_rounds(
 ) -> list[dict[str, Any]]:
     """What can be said about nodes without ListNodes: from the observations in recent rounds.
 
-    `active` uses the aggregator's default node timeout; the signature status says only whether
-    the stored observation carries a signature ("signed"), which the explorer did not check.
+    `active` uses the aggregator's default node timeout; the signature status is the explorer's
+    own check of the node's latest stored observation (`signature_check`).
     """
-    latest: dict[str, tuple[str, oracle_pb2.NodeObservation, int, int]] = {}
+    latest: dict[str, tuple[str, oracle_pb2.NodeObservation, int, bool]] = {}
     counts: dict[str, int] = {}
     for round_ in rounds:
         for item in (*round_.inputs, *round_.excluded):
@@ -303,9 +345,9 @@ def nodes_from_rounds(
                 counts[obs.node_id] = counts.get(obs.node_id, 0) + 1
                 seen = latest.get(obs.node_id)
                 if seen is None or obs.received_at_ms > seen[1].received_at_ms:
-                    latest[obs.node_id] = (item.source, obs, item.minute, round_.minute)
+                    latest[obs.node_id] = (item.source, obs, item.minute, round_.simulated)
     views: list[dict[str, Any]] = []
-    for node_id, (exchange, obs, minute, _round_minute) in latest.items():
+    for node_id, (exchange, obs, minute, simulated) in latest.items():
         last_seen = obs.received_at_ms / 1000
         views.append(
             {
@@ -317,7 +359,7 @@ def nodes_from_rounds(
                 "last_seen_age_seconds": max(0, int(now - last_seen)),
                 "submissions": counts[node_id],
                 "last_minute": minute,
-                "signature_status": "signed" if obs.signature else "unsigned",
+                "signature_status": signature_check(obs, exchange, minute, simulated=simulated),
                 "public_key": obs.public_key.hex(),
             }
         )

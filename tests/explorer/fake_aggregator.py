@@ -10,6 +10,7 @@ to UNIMPLEMENTED, as the real aggregator answers before those RPCs are built.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -17,12 +18,20 @@ from typing import Any
 
 import grpc
 
+from common.errors import InvalidObservationError
+from common.observation import ObservationPayload, sign_observation
 from common.proto import oracle_pb2, oracle_pb2_grpc
+from common.schnorr import SigningKey
 
 E8 = Decimal(10**8)
 NODE_FOR = {"binance": "oracle-node-1", "coinbase": "oracle-node-2", "kraken": "oracle-node-3"}
 SYMBOL_FOR = {"binance": "BTCUSDT", "coinbase": "BTC-USD", "kraken": "XBTUSD"}
 _Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def node_key(node_id: str) -> SigningKey:
+    """A fixed key per node id, so tests know the public keys."""
+    return SigningKey(hashlib.sha256(node_id.encode()).digest())
 
 
 def e8(value: Decimal) -> int:
@@ -46,19 +55,39 @@ def make_input(
     excluded: Excluded | None = None,
     node_id: str | None = None,
     signed: bool = True,
+    simulated: bool = True,
 ) -> oracle_pb2.RoundInput:
     quote = "USDT" if exchange == "binance" else "USD"
     node = node_id or NODE_FOR.get(exchange, f"{exchange}-node")
+    symbol = SYMBOL_FOR.get(exchange, "")
     observation = oracle_pb2.NodeObservation(
         node_id=node,
         price=float(price),
         price_e8=e8(price),
         quote=quote,
-        symbol=SYMBOL_FOR.get(exchange, ""),
+        symbol=symbol,
         received_at_ms=received_at_ms,
-        signature=bytes(range(64)) if signed else b"",
-        public_key=bytes(range(32, 64)) if signed else b"",
     )
+    if signed:
+        # A real BIP340 signature by the node's key over docs/signing.md's encoding, as the
+        # signing work makes nodes sign (a node id outside the encoding's alphabet stays unsigned).
+        key = node_key(node)
+        try:
+            payload = ObservationPayload(
+                node_id=node,
+                exchange=exchange,
+                base="BTC",
+                quote=quote,
+                symbol=symbol,
+                minute=minute,
+                price_e8=e8(price),
+                simulated=simulated,
+            )
+        except InvalidObservationError:
+            pass
+        else:
+            observation.signature = sign_observation(key, payload, aux=bytes(32))
+            observation.public_key = key.public_key
     return oracle_pb2.RoundInput(
         source=exchange,
         price=float(price),
@@ -99,11 +128,27 @@ def make_round(
     median = _median(every) if every else Decimal(1)
     received = (minute + 62) * 1000
     kept = [
-        make_input(ex, p, minute, median, received_at_ms=received, node_id=node_ids.get(ex))
+        make_input(
+            ex,
+            p,
+            minute,
+            median,
+            received_at_ms=received,
+            node_id=node_ids.get(ex),
+            simulated=simulated,
+        )
         for ex, p in sorted(prices.items())
     ]
     dropped = [
-        make_input(ex, item.price, minute, median, received_at_ms=received, excluded=item)
+        make_input(
+            ex,
+            item.price,
+            minute,
+            median,
+            received_at_ms=received,
+            excluded=item,
+            simulated=simulated,
+        )
         for ex, item in sorted(excluded.items())
     ]
     values = list(prices.values())
@@ -368,7 +413,7 @@ def node_table(now: float, simulated: bool = True) -> list[oracle_pb2.NodeInfo]:
             submissions=120 + index,
             last_minute=int(now // 60 * 60 - 60),
             signature_status=oracle_pb2.SIGNATURE_STATUS_VERIFIED,
-            public_key=bytes([index + 1]) * 32,
+            public_key=node_key(node).public_key,
         )
         for index, (exchange, node) in enumerate(sorted(NODE_FOR.items()))
     ]

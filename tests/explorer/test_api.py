@@ -20,6 +20,7 @@ from tests.explorer.fake_aggregator import (
     Excluded,
     FakeAggregator,
     make_round,
+    node_key,
     price_from_round,
     start_fake,
 )
@@ -161,7 +162,9 @@ async def test_one_round_with_every_input_and_not_anchored(system: System) -> No
     assert document["excluded"][0]["exchange"] == "kraken"
     assert document["excluded"][0]["excluded_detail"].startswith("5.00 %")
     observation = document["inputs"][0]["observations"][0]
-    assert observation["signature"] == bytes(range(64)).hex()
+    assert len(bytes.fromhex(observation["signature"])) == 64
+    assert observation["public_key"] == node_key(observation["node_id"]).public_key.hex()
+    assert observation["signature_check"] == "verified"
     assert document["anchor"]["state"] == "not_anchored"
     assert "not anchored yet" in document["anchor"]["detail"]
     status, page = await get_text(system, f"/rounds/{minute}")
@@ -274,7 +277,7 @@ async def test_nodes_from_list_nodes(system: System) -> None:
     first = document["nodes"][0]
     assert first["active"] is True
     assert first["signature_status"] == "verified"
-    assert first["public_key"] == "01" * 32
+    assert first["public_key"] == node_key("oracle-node-1").public_key.hex()
 
 
 async def test_nodes_derived_from_rounds_without_list_nodes(old_system: System) -> None:
@@ -282,7 +285,8 @@ async def test_nodes_derived_from_rounds_without_list_nodes(old_system: System) 
     assert document["source"] == "rounds"
     assert "does not implement ListNodes" in document["note"]
     assert {node["exchange"] for node in document["nodes"]} == {"binance", "coinbase", "kraken"}
-    assert all(node["signature_status"] == "signed" for node in document["nodes"])
+    # The explorer checked each node's latest stored signature itself.
+    assert all(node["signature_status"] == "verified" for node in document["nodes"])
 
 
 # -- the aggregator going away and coming back ---------------------------------------------------
@@ -459,5 +463,24 @@ async def test_an_anchored_round_shows_its_proof_and_verify_command() -> None:
         _, page = await get_text(system, f"/rounds/{minutes[-1]}")
         assert 'id="verify-command"' not in page
         assert "not anchored yet" in page
+    finally:
+        await close_system(system)
+
+
+async def test_a_signature_that_does_not_match_its_record_is_shown_invalid() -> None:
+    now = time.time()
+    fake = populated_fake(now)
+    minute = sorted(fake.rounds)[-2]
+    forged = fake.rounds[minute]
+    forged.inputs[0].observations[0].price_e8 += 100  # the record no longer matches what was signed
+    system = await make_system(fake, now)
+    try:
+        _, document = await get_json(system, f"/api/rounds/{minute}")
+        checks = [obs["signature_check"] for i in document["inputs"] for obs in i["observations"]]
+        assert checks[0] == "invalid"
+        assert set(checks[1:]) == {"verified"}
+        _, page = await get_text(system, f"/rounds/{minute}")
+        assert page.count("✗ INVALID") == 1
+        assert page.count("✓ verified") == len(checks) - 1
     finally:
         await close_system(system)

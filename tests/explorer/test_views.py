@@ -123,4 +123,34 @@ def test_nodes_from_rounds_takes_each_nodes_latest_observation() -> None:
     assert binance["last_minute"] == MINUTE
     assert binance["active"] is True
     assert kraken["active"] is False
-    assert binance["signature_status"] == "signed"
+    assert binance["signature_status"] == "verified"
+
+
+def test_the_explorer_checks_each_node_signature_itself() -> None:
+    round_ = make_round(MINUTE, {"coinbase": Decimal("100000.5"), "kraken": Decimal(100001)})
+    coinbase = round_.inputs[0].observations[0]
+    assert views.signature_check(coinbase, "coinbase", MINUTE, simulated=True) == "verified"
+    # The same signature over anything else the record says is refused: price, minute, exchange,
+    # simulated flag, node id.
+    assert views.signature_check(coinbase, "coinbase", MINUTE, simulated=False) == "invalid"
+    assert views.signature_check(coinbase, "coinbase", MINUTE + 60, simulated=True) == "invalid"
+    assert views.signature_check(coinbase, "kraken", MINUTE, simulated=True) == "invalid"
+    tampered = oracle_pb2.NodeObservation()
+    tampered.CopyFrom(coinbase)
+    tampered.price_e8 += 1
+    assert views.signature_check(tampered, "coinbase", MINUTE, simulated=True) == "invalid"
+    tampered.CopyFrom(coinbase)
+    tampered.public_key = round_.inputs[1].observations[0].public_key
+    assert views.signature_check(tampered, "coinbase", MINUTE, simulated=True) == "invalid"
+    tampered.CopyFrom(coinbase)
+    tampered.price_e8 = 0  # an aggregator older than price_e8: nothing exact to check
+    assert views.signature_check(tampered, "coinbase", MINUTE, simulated=True) == "unverifiable"
+    assert (
+        views.signature_check(oracle_pb2.NodeObservation(), "coinbase", MINUTE, simulated=True)
+        == "unsigned"
+    )
+    shown = views.round_view(round_)
+    assert [obs["signature_check"] for item in shown["inputs"] for obs in item["observations"]] == [
+        "verified",
+        "verified",
+    ]
