@@ -93,3 +93,37 @@ def test_help_names_the_options() -> None:
     )
     for option in ("--aggregator", "--committer", "--port", "ORACLE_EXPLORER_PORT"):
         assert option in result.stdout
+
+
+def test_sigterm_ends_open_event_streams_and_exits_cleanly(tmp_path: Path) -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        _explorer("--port", str(port), "--aggregator", "127.0.0.1:1"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        stream = None
+        while time.monotonic() < deadline and stream is None:
+            try:
+                stream = socket.create_connection(("127.0.0.1", port), timeout=5)
+            except OSError:
+                time.sleep(0.1)
+        assert stream is not None
+        with stream:
+            stream.sendall(b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = stream.recv(4096)
+            assert b"200 OK" in head
+            assert b"text/event-stream" in head
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=15)
+            assert time.monotonic() - started < 5  # the stream does not hold the shutdown up
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr
