@@ -101,7 +101,10 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
         reason = error.reason or "error"
         code = reason.lower().replace(" ", "_")
         message = "no such page" if error.status == 404 else reason
-        return _error_response(request, error.status, code, message)
+        response = _error_response(request, error.status, code, message)
+        if "Allow" in error.headers:  # 405: which methods would have worked
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
     except asyncio.CancelledError:
         raise
     except Exception:  # noqa: BLE001 - a bug must still get a clear 500, never a traceback

@@ -225,6 +225,7 @@ async def test_bad_pages_get_a_clear_error_page(
 async def test_a_wrong_method_is_refused(system: System) -> None:
     async with system.http.post(system.url + "/api/price", data=b"x") as response:
         assert response.status == 405
+        assert "GET" in response.headers["Allow"]
         document = await response.json()
     assert document["error"]["code"] == "method_not_allowed"
 
