@@ -84,6 +84,9 @@
     text("price-method", doc.method || "\u2014");
     text("price-sources", doc.available ? String(doc.data_points) : "\u2014");
     text("price-nodes", doc.available ? String(doc.active_nodes) : "\u2014");
+    const usdt = doc.usdt || {};
+    text("price-usdt", usdt.converted ? "converted at " + usdt.rate + " USD"
+      : usdt.at_par ? "taken at par with USD (no fresh USDT/USD rate)" : "\u2014");
     text("price-feed", aggregator.mode + " \u00b7 " + aggregator.target);
     text("price-message", doc.available ? doc.message : (doc.error ? doc.error.message : ""));
     byId("price-age").dataset.age = doc.age_seconds === null || doc.age_seconds === undefined
