@@ -154,3 +154,16 @@ def test_the_explorer_checks_each_node_signature_itself() -> None:
         "verified",
         "verified",
     ]
+
+
+def test_usdt_handling_is_said() -> None:
+    converted = oracle_pb2.GetPriceResponse(
+        success=True, aggregated_price_e8=10**13, usdt_converted=True, usdt_usd_rate=0.9998
+    )
+    at_par = oracle_pb2.GetPriceResponse(success=True, aggregated_price_e8=10**13, usdt_at_par=True)
+    assert views.price_view(converted, 0)["usdt"] == {
+        "converted": True,
+        "rate": "0.9998",
+        "at_par": False,
+    }
+    assert views.price_view(at_par, 0)["usdt"] == {"converted": False, "rate": None, "at_par": True}
