@@ -13,6 +13,7 @@ import click
 import pytest
 
 from aggregator.cli import main as aggregator_main
+from committer.cli import main as committer_main
 from exchange_sim.cli import main as simulator_main
 from explorer.cli import main as explorer_main
 from oracle_node.cli import main as node_main
@@ -24,6 +25,7 @@ CLIS: dict[str, click.Command] = {
     "oracle-node": node_main,
     "exchange-sim": simulator_main,
     "oracle-explorer": explorer_main,
+    "committer": committer_main,
 }
 
 

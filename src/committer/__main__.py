@@ -1,0 +1,5 @@
+"""`python -m committer` is the `committer` console script."""
+
+from committer.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The DLC oracle (dlcspecs Oracle.md and Messaging.md): announcements, attestations, nonces."""
