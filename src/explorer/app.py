@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -54,6 +55,8 @@ DOCUMENTS = web.AppKey("documents", Documents)
 CONFIG = web.AppKey("config", ExplorerConfig)
 FEED = web.AppKey("feed", LiveFeed)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+# The bound port (port 0 in the config picks one), set once the socket is bound.
+PORT = web.AppKey("port", int)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -141,7 +144,36 @@ async def api_rounds(request: web.Request) -> web.Response:
 async def api_round(request: web.Request) -> web.Response:
     parse_no_query(request.query.items())
     minute = parse_minute(request.match_info["minute"])
-    return _json(await request.app[DOCUMENTS].round(minute))
+    return _json(await request.app[DOCUMENTS].round(minute, _public_base(request)))
+
+
+async def api_proof(request: web.Request) -> web.Response:
+    """The round's `committer verify` bundle (GetInclusionProof as the committer writes it)."""
+    parse_no_query(request.query.items())
+    minute = parse_minute(request.match_info["minute"])
+    return _json(await request.app[DOCUMENTS].proof(minute))
+
+
+_HOST_HEADER = re.compile(
+    r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$"
+)
+
+
+def _public_base(request: web.Request) -> str:
+    """This explorer's URL as the verify command should fetch it.
+
+    The configured address when it is a real one; bound to a wildcard, the Host the browser
+    used, if it looks like a host (a crafted Host header gets the configured form instead).
+    """
+    config = request.app[CONFIG]
+    port = request.app[PORT]
+    if config.host not in ("0.0.0.0", "::", ""):
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        return f"http://{host}:{port}"
+    header = request.headers.get("Host", "")
+    if _HOST_HEADER.match(header):
+        return f"http://{header}"
+    return f"http://127.0.0.1:{port}"
 
 
 async def api_nodes(request: web.Request) -> web.Response:
@@ -260,7 +292,7 @@ async def index_page(request: web.Request) -> web.Response:
 async def round_page(request: web.Request) -> web.Response:
     parse_no_query(request.query.items())
     minute = parse_minute(request.match_info["minute"])
-    document = await request.app[DOCUMENTS].round(minute)
+    document = await request.app[DOCUMENTS].round(minute, _public_base(request))
     _status, price = request.app[DOCUMENTS].price()
     return _page(
         request,
@@ -288,13 +320,16 @@ async def rounds_page(request: web.Request) -> web.Response:
     )
 
 
-def build_app(config: ExplorerConfig, documents: Documents, feed: LiveFeed) -> web.Application:
-    """The application with every route; serving it (and starting the feed) is the caller's."""
+def build_app(
+    config: ExplorerConfig, documents: Documents, feed: LiveFeed, *, port: int
+) -> web.Application:
+    """The application with every route; serving it on `port` (bound) is the caller's."""
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024)
     app[CONFIG] = config
     app[DOCUMENTS] = documents
     app[FEED] = feed
     app[TEMPLATES] = _templates()
+    app[PORT] = port
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/", index_page)
     app.router.add_get("/rounds", rounds_page)
@@ -302,6 +337,7 @@ def build_app(config: ExplorerConfig, documents: Documents, feed: LiveFeed) -> w
     app.router.add_get("/api/price", api_price)
     app.router.add_get("/api/rounds", api_rounds)
     app.router.add_get("/api/rounds/{minute}", api_round)
+    app.router.add_get("/api/rounds/{minute}/proof", api_proof)
     app.router.add_get("/api/nodes", api_nodes)
     app.router.add_get("/api/stream", api_stream)
     app.router.add_get("/healthz", healthz)

@@ -7,11 +7,12 @@ reads only the API, so what a person sees is what a program gets.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from common.timeutil import Clock
 from explorer import views
-from explorer.anchors import AnchorInfo, AnchorSource
+from explorer.anchors import AnchorInfo, AnchorSource, verify_command
 from explorer.errors import ExplorerError, UnsupportedError
 from explorer.feed import LiveFeed
 from explorer.params import RoundsQuery
@@ -101,15 +102,23 @@ class Documents:
             "simulated": any(round_["simulated"] for round_ in rounds),
         }
 
-    async def round(self, minute: int) -> dict[str, Any]:
+    async def round(self, minute: int, base_url: str) -> dict[str, Any]:
+        """One round with its anchoring; `base_url` is where the verify command fetches proof."""
         round_ = await self._client.round(minute)
         document = views.round_view(round_, detail=True)
         try:
             anchor = await self._anchors.anchor(minute)
         except ExplorerError as error:
             anchor = AnchorInfo(state="unavailable", detail=error.message)
+        if anchor.state in ("committed", "anchored") and not anchor.verify_command:
+            command = verify_command(base_url, minute, anchor.oracle_public_key)
+            anchor = replace(anchor, verify_command=command)
         document["anchor"] = anchor.to_json()
         return document
+
+    async def proof(self, minute: int) -> dict[str, Any]:
+        """The `committer verify` bundle of an anchored round (404 while there is none)."""
+        return await self._anchors.proof_bundle(minute)
 
     async def nodes(self, limit: int) -> dict[str, Any]:
         now = self._clock()

@@ -61,26 +61,26 @@ async def start_explorer(
 
     `anchors` replaces the committer client chosen by the config (tests pass a fake).
     """
-    client = AggregatorClient(config.aggregator_target, timeout=config.rpc_timeout)
-    anchors = anchors if anchors is not None else anchor_source(config.committer_target)
-    feed = LiveFeed(client, config, clock)
-    app = build_app(config, Documents(feed, client, anchors, clock), feed)
-    # Event streams never end by themselves: give them a short grace, then close them.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
-    await runner.setup()
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     try:
-        # Our own socket: a taken port is a clear error and port 0 tells its number.
+        # Our own socket, bound first: a taken port is a clear error before anything starts,
+        # and port 0 tells its number (the verify command needs it).
         sock = socket.create_server((config.host, config.port), family=family)
     except OSError as error:
-        await runner.cleanup()
-        await client.close()
         raise ConfigError(
             f"cannot listen on {config.host}:{config.port}: {error.strerror or error} "
             "(is another explorer running? try --port)"
         ) from error
-    await web.SockSite(runner, sock).start()
     port = int(sock.getsockname()[1])
+    client = AggregatorClient(config.aggregator_target, timeout=config.rpc_timeout)
+    if anchors is None:
+        anchors = anchor_source(config.committer_target, timeout=config.rpc_timeout)
+    feed = LiveFeed(client, config, clock)
+    app = build_app(config, Documents(feed, client, anchors, clock), feed, port=port)
+    # Event streams never end by themselves: give them a short grace, then close them.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
     feed.start()
     return RunningExplorer(runner, port, feed, client, anchors, config.host)
 

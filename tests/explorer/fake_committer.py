@@ -7,7 +7,10 @@ and its copy button are tested before the real client exists.
 
 from __future__ import annotations
 
+from typing import Any
+
 from explorer.anchors import AnchorInfo
+from explorer.errors import NotFoundError
 
 
 class AnchoredCommitter:
@@ -32,6 +35,11 @@ class AnchoredCommitter:
             network="regtest",
             verify_command=f"committer verify proof-{minute}.json --oracle-key {'ef' * 32}",
         )
+
+    async def proof_bundle(self, minute: int) -> dict[str, Any]:
+        if minute > self.anchored_until:
+            raise NotFoundError(f"the report of minute {minute} is not anchored yet")
+        return {"report": {"minute": minute}, "index": 3, "count": 8, "siblings": []}
 
     async def close(self) -> None:
         return None
