@@ -24,14 +24,22 @@ async def test_without_a_committer_rounds_are_not_anchored_and_have_no_proof() -
 
 async def test_a_committer_that_is_down_leaves_the_round_page_working() -> None:
     now = time.time()
-    system = await make_system(populated_fake(now), now, rpc_timeout=1.0, anchors=None)
-    down = CommitterClient("127.0.0.1:1", timeout=1.0)
+    down = CommitterClient("127.0.0.1:1", timeout=1.0)  # nothing listens there
+    system = await make_system(populated_fake(now), now, anchors=down)
     try:
-        info = await down.anchor(sorted(system.fake.rounds)[0])
-        assert info.state == "unavailable"
-        assert "cannot reach the committer at 127.0.0.1:1" in info.detail
+        minute = sorted(system.fake.rounds)[0]
+        async with system.http.get(f"{system.url}/api/rounds/{minute}") as response:
+            assert response.status == 200
+            document = await response.json()
+        assert document["anchor"]["state"] == "unavailable"
+        assert "cannot reach the committer at 127.0.0.1:1" in document["anchor"]["detail"]
+        assert document["inputs"]  # the round itself is all there
+        async with system.http.get(f"{system.url}/rounds/{minute}") as response:
+            assert response.status == 200
+            assert "cannot reach the committer" in await response.text()
+        async with system.http.get(f"{system.url}/api/rounds/{minute}/proof") as response:
+            assert response.status == 503
     finally:
-        await down.close()
         await close_system(system)
 
 
