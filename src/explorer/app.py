@@ -232,6 +232,8 @@ async def _pump(
             await response.write(b": keep-alive\n\n")
             continue
         listener.wake.clear()
+        if listener.closed:
+            return
         while listener.rounds:
             round_ = listener.rounds.popleft()
             if round_.minute:
@@ -320,6 +322,10 @@ async def rounds_page(request: web.Request) -> web.Response:
     )
 
 
+async def _end_streams(app: web.Application) -> None:
+    app[FEED].close_listeners()
+
+
 def build_app(
     config: ExplorerConfig, documents: Documents, feed: LiveFeed, *, port: int
 ) -> web.Application:
@@ -331,6 +337,7 @@ def build_app(
     app[TEMPLATES] = _templates()
     app[PORT] = port
     app.on_response_prepare.append(_security_headers)
+    app.on_shutdown.append(_end_streams)
     app.router.add_get("/", index_page)
     app.router.add_get("/rounds", rounds_page)
     app.router.add_get("/rounds/{minute}", round_page)

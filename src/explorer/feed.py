@@ -62,6 +62,8 @@ class Listener:
 
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     price_changed: bool = True
+    # Set on shutdown: the stream ends at once instead of holding the server's grace period.
+    closed: bool = False
     rounds: deque[oracle_pb2.Round] = field(default_factory=lambda: deque(maxlen=_ROUND_BACKLOG))
 
 
@@ -88,6 +90,12 @@ class LiveFeed:
 
     def unlisten(self, listener: Listener) -> None:
         self._listeners.discard(listener)
+
+    def close_listeners(self) -> None:
+        """Shutting down: every stream is told to end now."""
+        for listener in self._listeners:
+            listener.closed = True
+            listener.wake.set()
 
     @property
     def listener_count(self) -> int:
