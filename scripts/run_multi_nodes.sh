@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the whole oracle: the aggregator (unless one already serves its port), then one node per
-# exchange (binance, coinbase, kraken), each in the background with its own log and PID file.
+# shipped config/oracle-node-<N>.toml (node N, its exchange and node id as that file says:
+# binance, coinbase, kraken), each in the background with its own log and PID file.
 # With --simulate, also the local exchange simulator, and everything runs on simulated prices.
 #
 # Usage: scripts/run_multi_nodes.sh [--simulate]      (from any directory)
@@ -22,6 +23,7 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$script_dir/lib/procs.sh"
 
 oracle_simulate_args "$@"
+oracle_load_nodes
 
 start_timeout="${ORACLE_START_TIMEOUT:-30}"
 
@@ -95,9 +97,14 @@ foreign_nodes() {
   answer="$("$VENV_PY" "$oracle_root/scripts/test_aggregator.py" --json --timeout 2 \
     --target "$aggregator_client_host:$aggregator_port" 2>/dev/null)" || true
   [ -n "$answer" ] || return 0
-  "$VENV_PY" - "$answer" <<'EOF'
+  local ours=() index exchange
+  for entry in "${oracle_nodes[@]}"; do
+    read -r index exchange <<<"$entry"
+    ours+=("$exchange=${oracle_node_ids[$index]}")
+  done
+  "$VENV_PY" - "$answer" "${ours[@]}" <<'EOF'
 import json, sys
-ours = {"binance": "oracle-node-1", "coinbase": "oracle-node-2", "kraken": "oracle-node-3"}
+ours = dict(pair.split("=", 1) for pair in sys.argv[2:])  # exchange -> our node id
 for point in json.loads(sys.argv[1]).get("inputs", []):
     nodes = point["node_id"].split(",")
     others = [node for node in nodes if node and node != ours.get(point["source"])]
@@ -240,14 +247,13 @@ node_pids=()
 for entry in "${oracle_nodes[@]}"; do
   read -r index exchange <<<"$entry"
   name="node${index}_${exchange}"
-  node_id="oracle-node-$index"
+  node_id="${oracle_node_ids[$index]}"
   node_log="$log_dir/$name.log"
+  # The exchange and the node id come from the node's config, the table's one source.
   # --run-dir: the node keeps its node-id lock beside the PID files, so a hand-started node with
   # the same id (from the repository root, or with the same ORACLE_RUN_DIR) is refused.
-  node_args=(--exchange "$exchange" --node-id "$node_id" --run-dir "$run_dir"
+  node_args=(--config "${oracle_node_configs[$index]}" --run-dir "$run_dir"
     --aggregator-url "http://$aggregator_client_host:$aggregator_port" --log-file "$node_log")
-  [ -f "$oracle_root/config/oracle-node-$index.toml" ] &&
-    node_args+=(--config "$oracle_root/config/oracle-node-$index.toml")
   [ -n "${ORACLE_NODE_INTERVAL:-}" ] && node_args+=(--interval "$ORACLE_NODE_INTERVAL")
   if [ "$simulate" = 1 ]; then
     node_args+=(--simulate --api-url "$sim_url")
@@ -255,7 +261,10 @@ for entry in "${oracle_nodes[@]}"; do
     node_args+=(--no-simulate)
   fi
   echo "==> starting $exchange node $node_id"
-  nohup "$bin/oracle-node" "${node_args[@]}" >>"$node_log" 2>&1 </dev/null 9>&- &
+  # The node's config names its exchange and id: an inherited ORACLE_NODE_EXCHANGE or _ID must
+  # not turn three nodes into three of one exchange.
+  nohup env -u ORACLE_NODE_EXCHANGE -u ORACLE_NODE_ID -u ORACLE_NODE_CONFIG \
+    "$bin/oracle-node" "${node_args[@]}" >>"$node_log" 2>&1 </dev/null 9>&- &
   node_pid=$!
   pidfile_write "$name" "$node_pid"
   node_pids+=("$node_pid")
@@ -288,6 +297,7 @@ echo "  PID files in $run_dir"
 echo
 echo "Nodes report each closed 1-minute candle just after the minute boundary."
 echo "Monitor: python3 $oracle_root/scripts/test_aggregator.py --target $agg_target [--watch 10]"
-echo "         tail -f $log_dir/node1_binance.log"
+read -r first_index first_exchange <<<"${oracle_nodes[0]}"
+echo "         tail -f $log_dir/node${first_index}_${first_exchange}.log"
 echo "Stop:    $oracle_root/scripts/stop_nodes.sh         (the nodes)"
 echo "         $oracle_root/scripts/stop_nodes.sh --all   (also the aggregator and the simulator)"

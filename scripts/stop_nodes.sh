@@ -99,12 +99,15 @@ stop_group() {
 }
 
 # Nodes first, so none of them logs a failed submission to an aggregator that is going away.
+# Every node PID file in the run directory is one run_multi_nodes.sh wrote (node<N>_<exchange>),
+# so the node table is not needed here: what was started is what is recorded.
 node_names=()
-for entry in "${oracle_nodes[@]}"; do
-  read -r index exchange <<<"$entry"
-  node_names+=("node${index}_${exchange}")
+for pid_file in "$run_dir"/node*.pid; do
+  [ -e "$pid_file" ] || continue
+  name="${pid_file##*/}"
+  node_names+=("${name%.pid}")
 done
-stop_group "${node_names[@]}"
+[ "${#node_names[@]}" -eq 0 ] || stop_group "${node_names[@]}"
 if [ "$all" = 1 ]; then
   stop_group aggregator
   stop_group simulator

@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ _VENV_DIR = _REPO_ROOT / ".venv"
 try:
     import grpc
 
+    from common.grpc_client import PROBE_OPTIONS, blocking_channel
     from common.proto import oracle_pb2, oracle_pb2_grpc
 except ModuleNotFoundError:  # pragma: no cover - exercised by a subprocess test
     # The README's `python3 scripts/test_aggregator.py` must work with a system python that has
@@ -164,9 +165,15 @@ def _rpc_reason(error: grpc.RpcError, target: str) -> str:
 def probe(
     target: str, timeout: float, source: str | None = None, *, alive: bool = False
 ) -> ProbeResult:
-    """HealthCheck, then (unless `alive`) GetAggregatedPrice; never raises for an RPC failure."""
+    """HealthCheck, then (unless `alive`) GetAggregatedPrice; never raises for an RPC failure.
+
+    The channel is `common.grpc_client`'s probe channel: with nothing listening the answer is
+    "unreachable" at once, and a port that accepts connections but never speaks gRPC is given
+    up on after a short connect timeout, not after the whole `timeout`.
+    """
     result = ProbeResult(target=target)
-    with grpc.insecure_channel(target) as channel:
+    options = replace(PROBE_OPTIONS, connect_timeout=min(timeout, PROBE_OPTIONS.connect_timeout))
+    with blocking_channel(target, options=options) as channel:
         stub = oracle_pb2_grpc.OracleServiceStub(channel)
         try:
             health = stub.HealthCheck(oracle_pb2.HealthRequest(node_id=PROBE_ID), timeout=timeout)

@@ -13,6 +13,7 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$script_dir/lib/procs.sh"
 
 oracle_simulate_args "$@"
+oracle_load_nodes
 
 # shellcheck source=scripts/venv.sh
 source "$oracle_root/scripts/venv.sh" ""  # "": not this script's own arguments
@@ -68,10 +69,8 @@ print(f"{exchange:<9} {minute:<18} {close:>16} {quote:<5} {latency:>5} ms{label}
 fetch_pids=()
 for entry in "${oracle_nodes[@]}"; do
   read -r index exchange <<<"$entry"
-  config=()
-  [ -f "$oracle_root/config/oracle-node-$index.toml" ] &&
-    config=(--config "$oracle_root/config/oracle-node-$index.toml")
-  "$bin/oracle-node" --exchange "$exchange" --node-id "test-exchanges-$exchange" "${config[@]}" \
+  env -u ORACLE_NODE_EXCHANGE -u ORACLE_NODE_CONFIG \
+    "$bin/oracle-node" --config "${oracle_node_configs[$index]}" --node-id "test-exchanges-$exchange" \
     --log-file "$work/$exchange.log" --once "${once_args[@]}" \
     >"$work/$exchange.json" 2>"$work/$exchange.err" </dev/null &
   fetch_pids+=("$!")

@@ -12,7 +12,8 @@
 # ever looks a process up by its name.
 #
 # Environment (all optional): ORACLE_RUN_DIR (PID files, default <repo>/run), ORACLE_LOG_DIR
-# (logs, default <repo>/logs), ORACLE_AGGREGATOR_PORT (50051), ORACLE_SIM_PORT (8099).
+# (logs, default <repo>/logs), ORACLE_AGGREGATOR_PORT (50051), ORACLE_SIM_PORT (8099),
+# ORACLE_CONFIG_DIR (the per-node configs, default <repo>/config).
 
 oracle_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
@@ -36,8 +37,39 @@ case "${ORACLE_AGGREGATOR_HOST:-0.0.0.0}" in
   *) aggregator_client_host="$ORACLE_AGGREGATOR_HOST" ;;
 esac
 
-# One node per exchange: "<index> <exchange>", named node<index>_<exchange> in run/ and logs/.
-oracle_nodes=("1 binance" "2 coinbase" "3 kraken")
+# oracle_python: a python (3.11+, for tomllib) to run the scripts' small helpers with: the venv's
+# when there is one, else python3 from PATH. Fails, saying so, when neither will do.
+oracle_python() {
+  local candidate
+  for candidate in "${VENV_PY:-}" "$oracle_root/.venv/bin/python" "$(command -v python3 2>/dev/null || true)"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c 'import tomllib' 2>/dev/null; then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  echo "$(basename "$0"): needs Python 3.11 or later (python3 on PATH, or $oracle_root/.venv)" >&2
+  return 1
+}
+
+# oracle_load_nodes: the node table, from the one place it is declared, the shipped per-node
+# configs (config/oracle-node-<N>.toml: [oracle] exchange and node_id; scripts/lib/node_table.py
+# reads them). Sets oracle_nodes ("<N> <exchange>" per node, in node order; node N is named
+# node<N>_<exchange> in run/ and logs/), oracle_node_ids[N] and oracle_node_configs[N].
+# Exits 2 when the configs do not make a table of one node per exchange.
+oracle_nodes=()
+oracle_node_ids=()
+oracle_node_configs=()
+oracle_load_nodes() {
+  local python table index exchange node_id config
+  python="$(oracle_python)" || exit 2
+  table="$("$python" "$oracle_root/scripts/lib/node_table.py" "${ORACLE_CONFIG_DIR:-$oracle_root/config}")" || exit 2
+  oracle_nodes=()
+  while read -r index exchange node_id config; do
+    oracle_nodes+=("$index $exchange")
+    oracle_node_ids[$index]="$node_id"
+    oracle_node_configs[$index]="$config"
+  done <<<"$table"
+}
 
 # proc_stat PID: sets PROC_STATE and PROC_START from /proc/PID/stat (both empty if unreadable).
 # The second field, the command name in parentheses, may itself hold spaces and ')', so the fields

@@ -1,23 +1,30 @@
-"""Request routing: the three venues' real paths, the injected faults, and the `/_sim/` controls.
+"""Request routing: the venues' real paths, the injected faults, and the `/_sim/` controls.
 
 `SimApp.handle` turns (method, target, headers, body) into a `SimResponse` with no socket in
-sight, so the whole simulator can be tested with a fake clock and no sleeping. The control
-endpoints (never subject to faults):
+sight, so the whole simulator can be tested with a fake clock and no sleeping; `SimApp.begin`
+splits the same work around the one wait a `slow` fault asks for, so the threaded HTTP server
+(`server.py`) and the in-process httpx transport (`transport.py`) each wait their own way. The
+venues come from the registry (`venues/`); nothing here branches on a venue's name. Every answer
+carries `X-Oracle-Simulated: 1` and a `Date` on the simulator's clock. The control endpoints
+(never subject to faults):
 
 - `GET /_sim/health` -> 200 `{"status":"ok","simulated":true,...}`
-- `GET /_sim/close?venue=binance&minute=<unix s>` -> `{"venue","minute","close","closed"}`
-  (close as a decimal string, exactly what the venue serves for that minute once it is closed);
-  without `venue`: `{"minute","closes":{venue: close},"mean"}`
+- `GET /_sim/close?venue=binance&minute=<unix s>[&asset=USDT]` -> `{"venue","minute","close",
+  "closed"}` (close as a decimal string, exactly what the venue serves for that minute once it is
+  closed; `asset=USDT`: the venue's USDT/USD rate); without `venue`: `{"minute","closes":{venue:
+  close},"mean"}` of the BTC pairs
 - `GET /_sim/faults`, `POST /_sim/faults` (JSON, schema in `exchange_sim.faults`),
   `DELETE /_sim/faults[?venue=V]`
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from email.utils import formatdate
 from typing import Any, Final
@@ -26,27 +33,52 @@ from urllib.parse import parse_qs, urlsplit
 from structlog.typing import FilteringBoundLogger
 
 from common.logsetup import get_logger
-from common.timeutil import MINUTE, Clock, minute_floor, system_clock
+from common.simulated import SIMULATED_HEADER, SIMULATED_HEADER_VALUE, SIMULATED_LABEL
+from common.timeutil import MINUTE, Clock, system_clock
 
 from .config import SimConfig
 from .faults import Decision, FaultBook, FaultSpecError, parse_fault_request
 from .market import Market
-from .prices import VENUES, PriceModel
-from .responses import Query, SimResponse, first, json_response
-from .venues import binance, coinbase, kraken
+from .prices import BTC, SERIES, USDT, VENUES, PriceModel
+from .responses import Query, SimResponse, first, html_response, json_response
+from .venues import CandleAsk, SimVenue, build_venues
 
-SIMULATED: Final = "SIMULATED"
+SIMULATED: Final = SIMULATED_LABEL
+# The USDT/USD walk: a rate near par that moves by a few hundredths of a cent a minute.
+USDT_RATE_LEVEL: Final = Decimal(1)
+USDT_RATE_VOLATILITY: Final = 0.00003
 
-_KRAKEN_5XX_PAGE: Final = (
-    "<html><head><title>{status} Service Unavailable</title></head>"
-    "<body><center><h1>{status} Service Unavailable</h1></center><hr>"
-    "<center>cloudflare</center></body></html>"
+_MAINTENANCE_PAGE: Final = (
+    "<!DOCTYPE html><html><head><title>Scheduled maintenance</title></head><body>"
+    "<h1>We'll be back soon</h1><p>The API is down for maintenance. (SIMULATED)</p>"
+    "</body></html>"
 )
 
 
 def sim_logger() -> FilteringBoundLogger:
     """A logger whose every line says SIMULATED, so no log can pass for a real exchange's."""
     return get_logger(service="exchange-sim", mode=SIMULATED)
+
+
+@dataclass(frozen=True)
+class PendingAnswer:
+    """An answer to send after `delay_seconds` (a `slow` fault); `finish` builds it then."""
+
+    delay_seconds: float
+    finish: Callable[[], SimResponse]
+
+
+def _ready(response: SimResponse) -> PendingAnswer:
+    return PendingAnswer(0.0, lambda: response)
+
+
+@dataclass(frozen=True)
+class VenueRequest:
+    """A request to a venue path: what its answer may depend on."""
+
+    path: str
+    query: Query
+    headers: Mapping[str, str]
 
 
 class SimApp:
@@ -61,12 +93,14 @@ class SimApp:
         self.config = config
         self.clock = clock
         self.sleep = sleep
-        self.market = Market(PriceModel(config.seed, config.price, config.volatility))
         self.faults = FaultBook()
+        models = {
+            BTC: PriceModel(config.seed, config.price, config.volatility),
+            USDT: PriceModel(config.seed, USDT_RATE_LEVEL, USDT_RATE_VOLATILITY, walk="walk:USDT"),
+        }
+        self.market = Market(models, self.faults.overrides)
+        self.venues: dict[str, SimVenue] = build_venues(config)
         self._log = sim_logger()
-        self._weight_lock = threading.Lock()
-        self._weight_minute = 0
-        self._weight_used = 0
         now = clock()
         for spec in config.startup_faults:
             self.faults.apply(parse_fault_request(spec, now))
@@ -74,84 +108,95 @@ class SimApp:
     def handle(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
     ) -> SimResponse:
-        """Answer one request; `headers` keys must be lower case."""
+        """Answer one request; `headers` keys must be lower case. Sleeps through a `slow` fault."""
+        pending = self.begin(method, target, headers, body)
+        if pending.delay_seconds > 0:
+            self.sleep(pending.delay_seconds)
+        return pending.finish()
+
+    def begin(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> PendingAnswer:
+        """Decide one request's fate now; the caller waits `delay_seconds`, then calls `finish`."""
         parts = urlsplit(target)
         path = parts.path
         query: Query = parse_qs(parts.query, keep_blank_values=True)
         if path.startswith("/_sim/"):
-            return self._control(method, path, query, body)
+            return _ready(self.label(self._control(method, path, query, body)))
         if method != "GET":
-            return json_response(405, {"error": f"{method} not allowed; the venues are GET only"})
-        venue = _venue_of(path)
+            refused = json_response(
+                405, {"error": f"{method} not allowed; the venues are GET only"}
+            )
+            return _ready(self.label(refused))
+        venue = next((v for v in self.venues.values() if v.serves(path)), None)
         if venue is not None:
-            return self._venue(venue, path, query, headers)
-        return self._clock_endpoint(path)
-
-    def _clock_endpoint(self, path: str) -> SimResponse:
-        """Binance's and Kraken's server-time endpoints, which clients use to judge "closed"."""
+            return self._candles(venue, VenueRequest(path, query, headers))
         now = self.clock()
-        if path == "/api/v3/time":
-            return json_response(200, {"serverTime": int(now * 1000)})
-        if path == "/api/v3/ping":
-            return json_response(200, {})
-        if path == "/0/public/Time":
-            time_result = {"unixtime": int(now), "rfc1123": formatdate(now, usegmt=True)}
-            return json_response(200, {"error": [], "result": time_result})
-        return json_response(404, {"error": f"no such path {path} (SIMULATED exchange)"})
+        for other in self.venues.values():
+            answer = other.info(path, now)
+            if answer is not None:
+                return _ready(self.label(answer))
+        missing = json_response(404, {"error": f"no such path {path} (SIMULATED exchange)"})
+        return _ready(self.label(missing))
+
+    def label(self, response: SimResponse, clock_skew: float = 0.0) -> SimResponse:
+        """Every answer says it is simulated and carries the venue's clock (`Date`)."""
+        date = formatdate(self.clock() + clock_skew, usegmt=True)
+        return response.with_headers(
+            (SIMULATED_HEADER, SIMULATED_HEADER_VALUE),
+            ("Date", date),
+        )
 
     # --- venues -------------------------------------------------------------------------------
 
-    def _venue(
-        self, venue: str, path: str, query: Query, headers: Mapping[str, str]
-    ) -> SimResponse:
-        decision = self.faults.take(venue)
-        if decision.delay_seconds > 0:
-            self.sleep(decision.delay_seconds)
-        now = self.clock()
-        if decision.failure in ("rate_limit", "http_5xx"):
-            response = _failure(venue, decision)
-        else:
-            overrides = self.faults.overrides(venue)
-            if venue == "binance":
-                response = binance.klines(query, now, self.market, overrides)
-            elif venue == "coinbase":
-                product = coinbase.product_of(path) or ""
-                response = coinbase.candles(
-                    product,
-                    query,
-                    headers,
-                    now=now,
-                    market=self.market,
-                    overrides=overrides,
-                    lag_seconds=self.config.coinbase_lag_seconds,
-                )
-            else:
-                response = kraken.ohlc(query, now, self.market, overrides)
-            if decision.failure == "malformed":
-                # Cut the body mid-way: still HTTP 200 and application/json, but not parseable.
-                cut = response.body[: max(len(response.body) // 2, 1)]
-                response = SimResponse(200, cut, response.content_type, response.headers)
-        if venue == "binance":
-            response = response.with_headers(("x-mbx-used-weight-1m", str(self._weigh(now))))
-        self._log.info(
-            "venue_request",
-            venue=venue,
-            path=path,
-            query=parts_for_log(query),
-            status=response.status,
-            fault=decision.failure,
-            delay_seconds=decision.delay_seconds or None,
-        )
-        return response
+    def _candles(self, venue: SimVenue, request: VenueRequest) -> PendingAnswer:
+        decision = self.faults.take(venue.name)
 
-    def _weigh(self, now: float) -> int:
-        """Binance's per-minute request weight counter, reported in x-mbx-used-weight-1m."""
-        with self._weight_lock:
-            minute = minute_floor(now)
-            if minute != self._weight_minute:
-                self._weight_minute, self._weight_used = minute, 0
-            self._weight_used += binance.WEIGHT_PER_CALL
-            return self._weight_used
+        def finish() -> SimResponse:
+            now = self.clock()
+            if decision.failure is not None:
+                response = self._failure(venue, decision, request, now)
+            else:
+                response = venue.candles(self._ask(venue, decision, request, now))
+            response = venue.finish(response, now)
+            if decision.drip_seconds:
+                response = replace(response, drip_seconds=decision.drip_seconds)
+            self._log.info(
+                "venue_request",
+                venue=venue.name,
+                path=request.path,
+                query=parts_for_log(request.query),
+                status=response.status,
+                fault=",".join(decision.fired) or None,
+                delay_seconds=decision.delay_seconds or None,
+            )
+            return self.label(response, decision.clock_skew)
+
+        return PendingAnswer(decision.delay_seconds, finish)
+
+    def _ask(
+        self, venue: SimVenue, decision: Decision, request: VenueRequest, now: float
+    ) -> CandleAsk:
+        lag = venue.default_lag_seconds if decision.lag_seconds is None else decision.lag_seconds
+        return CandleAsk(
+            path=request.path,
+            query=request.query,
+            headers=request.headers,
+            now=now,
+            market=self.market,
+            lag_seconds=lag,
+            tamper=decision.tamper,
+        )
+
+    def _failure(
+        self, venue: SimVenue, decision: Decision, request: VenueRequest, now: float
+    ) -> SimResponse:
+        answer = _FAILURE_ANSWERS.get(decision.failure or "")
+        if answer is not None:
+            return answer(venue, decision, now)
+        # malformed: cut the real answer mid-way: still HTTP 200 and JSON, but not parseable.
+        whole = venue.candles(self._ask(venue, decision, request, now))
+        return replace(whole, status=200, body=whole.body[: max(len(whole.body) // 2, 1)])
 
     # --- control ------------------------------------------------------------------------------
 
@@ -177,7 +222,7 @@ class SimApp:
             "seed": self.config.seed,
             "price": str(self.config.price),
             "coinbase_lag_seconds": self.config.coinbase_lag_seconds,
-            "venues": list(VENUES),
+            "venues": list(self.venues),
             "now": self.clock(),
             "faults": self.faults.snapshot(),
         }
@@ -191,8 +236,9 @@ class SimApp:
             return json_response(400, {"error": "minute: must be a multiple of 60 (open time)"})
         closed = minute + MINUTE <= self.clock()
         venue = first(query, "venue")
+        asset = (first(query, "asset") or BTC).upper()
         if venue is None:
-            closes = {name: self._final_close(name, minute) for name in VENUES}
+            closes = {name: self.market.close(name, minute) for name in VENUES}
             mean = sum(closes.values(), Decimal(0)) / len(closes)
             return json_response(
                 200,
@@ -205,19 +251,26 @@ class SimApp:
             )
         if venue not in VENUES:
             return json_response(400, {"error": f"venue: use one of {', '.join(VENUES)}"})
-        close = self._final_close(venue, minute)
+        series = series_of(venue, asset)
+        if series is None:
+            return json_response(400, {"error": f"asset: {venue} has no {asset}/USD pair here"})
+        close = self.market.close(series, minute)
         return json_response(
-            200, {"venue": venue, "minute": minute, "close": str(close), "closed": closed}
+            200,
+            {
+                "venue": venue,
+                "asset": asset,
+                "minute": minute,
+                "close": str(close),
+                "closed": closed,
+            },
         )
-
-    def _final_close(self, venue: str, minute: int) -> Decimal:
-        return self.market.close(venue, minute, self.faults.overrides(venue))
 
     def _post_faults(self, body: bytes) -> SimResponse:
         try:
             payload = json.loads(body or b"null")
             update = parse_fault_request(payload, self.clock())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return json_response(400, {"error": "body must be JSON"})
         except FaultSpecError as exc:
             return json_response(400, {"error": str(exc)})
@@ -235,29 +288,42 @@ class SimApp:
         return json_response(200, {"faults": self.faults.snapshot()})
 
 
-def _venue_of(path: str) -> str | None:
-    if path == binance.PATH:
-        return "binance"
-    if coinbase.product_of(path) is not None:
-        return "coinbase"
-    if path == kraken.PATH:
-        return "kraken"
-    return None
+def series_of(venue: str, asset: str) -> str | None:
+    """The `prices.SERIES` key of `venue`'s pair for `asset` (BTC or USDT), if it lists one."""
+    return next(
+        (key for key, spec in SERIES.items() if spec.venue == venue and spec.asset == asset), None
+    )
 
 
-def _failure(venue: str, decision: Decision) -> SimResponse:
-    if decision.failure == "rate_limit":
-        if venue == "kraken":
-            # Kraken reports throttling inside an HTTP 200 body, never with a 429.
-            return json_response(200, kraken.RATE_LIMITED)
-        payload = binance.RATE_LIMITED if venue == "binance" else coinbase.RATE_LIMITED
-        return json_response(429, payload, (("Retry-After", str(decision.retry_after)),))
-    if venue == "kraken":
-        # A non-200 from Kraken means the request never reached it: the CDN answers in HTML.
-        page = _KRAKEN_5XX_PAGE.format(status=decision.status)
-        return SimResponse(decision.status, page.encode(), "text/html")
-    payload = binance.SERVER_ERROR if venue == "binance" else coinbase.SERVER_ERROR
-    return json_response(decision.status, payload)
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(inflated_bytes: int) -> bytes:
+    """A gzip body of `inflated_bytes` zero bytes: about a thousandth of that on the wire."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(min(inflated_bytes, 1 << 20))
+    parts: list[bytes] = []
+    remaining = inflated_bytes
+    while remaining > 0:
+        parts.append(compressor.compress(chunk[: min(remaining, len(chunk))]))
+        remaining -= len(chunk)
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+def _bomb(inflated_bytes: int) -> SimResponse:
+    return SimResponse(200, gzip_bomb(inflated_bytes), headers=(("Content-Encoding", "gzip"),))
+
+
+# How each failure is answered; "malformed" needs the real answer and is handled in the app.
+_FAILURE_ANSWERS: Final[dict[str, Callable[[SimVenue, Decision, float], SimResponse]]] = {
+    "rate_limit": lambda venue, decision, _now: venue.rate_limited(decision.param("retry_after")),
+    "ban": lambda venue, decision, now: venue.banned(decision.param("retry_after"), now),
+    "geo_block": lambda venue, _decision, _now: venue.geo_blocked(),
+    "http_5xx": lambda venue, decision, _now: venue.server_error(decision.param("status")),
+    "html": lambda _venue, decision, _now: html_response(
+        decision.param("status"), _MAINTENANCE_PAGE
+    ),
+    "bomb": lambda _venue, decision, _now: _bomb(decision.param("inflated_bytes")),
+}
 
 
 def parts_for_log(query: Query) -> dict[str, str]:

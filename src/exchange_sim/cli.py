@@ -9,6 +9,7 @@ take the same faults as `POST /_sim/faults` (see `exchange_sim.faults`).
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import sys
@@ -66,8 +67,9 @@ def fault_specs_from_flags(
     malformed: tuple[str, ...],
     freeze: tuple[str, ...],
     jump: tuple[str, ...],
+    fault_json: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """Translate the fault flags into `POST /_sim/faults` bodies (one per flag)."""
+    """Translate the fault flags into `POST /_sim/faults` bodies (one per flag; `--fault` as is)."""
     specs: list[dict[str, Any]] = []
     for raw in rate_limit:
         venue, *rest = _split("--rate-limit", raw, 1, 3)
@@ -95,6 +97,11 @@ def fault_specs_from_flags(
     for raw in jump:
         venue, percent = _split("--jump", raw, 2, 2)
         specs.append({"venue": venue, "jump": {"percent": _number("--jump", percent)}})
+    for raw in fault_json:
+        try:
+            specs.append(json.loads(raw))
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"{raw!r} is not JSON ({exc})", param_hint="--fault") from None
     return specs
 
 
@@ -148,6 +155,13 @@ def _write_port_file(path: Path, port: int) -> None:
 )
 @click.option("--freeze", multiple=True, metavar="VENUE", help="VENUE's price stops moving.")
 @click.option(
+    "--fault",
+    "fault_json",
+    multiple=True,
+    metavar="JSON",
+    help='Any fault as POST /_sim/faults takes it, e.g. \'{"venue":"kraken","drip":{}}\'.',
+)
+@click.option(
     "--jump",
     multiple=True,
     metavar="VENUE:PERCENT",
@@ -160,6 +174,7 @@ def main(
     slow: tuple[str, ...],
     malformed: tuple[str, ...],
     freeze: tuple[str, ...],
+    fault_json: tuple[str, ...],
     jump: tuple[str, ...],
     **options: object,
 ) -> None:
@@ -169,7 +184,7 @@ def main(
     Fault flags repeat; VENUE is binance, coinbase, kraken or all; no COUNT means
     until cleared (DELETE /_sim/faults).
     """
-    specs = fault_specs_from_flags(rate_limit, http_5xx, slow, malformed, freeze, jump)
+    specs = fault_specs_from_flags(rate_limit, http_5xx, slow, malformed, freeze, jump, fault_json)
     given = given_values(options, OVERRIDES)
     try:
         config = load_config(config_path, given, os.environ, startup_faults=tuple(specs))

@@ -1,5 +1,8 @@
 """Candles as a venue serves them: fair closes bent by freeze/jump faults, plus a forming minute.
 
+A candle belongs to a series (one pair on one venue, `prices.SERIES`); freeze and jump faults
+bend a venue's BTC pair only, never its USDT/USD rate.
+
 A closed candle opens at the previous minute's close and closes at the model's close; its wicks,
 volume and trade count are hashed from (seed, venue, minute) so they are as reproducible as the
 close. The minute that contains "now" is still forming: its close is a partial one (part of the
@@ -9,12 +12,13 @@ so a client that takes the forming row for a closed one reports a wrong price an
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 from common.timeutil import MINUTE, minute_floor
 
-from .prices import TICK, PriceModel, gauss_hash, quantize, unit_hash
+from .prices import BTC, SERIES, TICK, PriceModel, gauss_hash, quantize, unit_hash
 
 
 @dataclass(frozen=True)
@@ -27,9 +31,9 @@ class PriceOverrides:
 
 @dataclass(frozen=True)
 class Candle:
-    """One 1-minute candle of one venue, prices already rounded to the venue's tick."""
+    """One 1-minute candle of one series, prices already rounded to the series' tick."""
 
-    venue: str
+    series: str
     minute: int
     open: Decimal
     high: Decimal
@@ -42,47 +46,66 @@ class Candle:
     @property
     def vwap(self) -> Decimal:
         """A plausible volume-weighted price: between the low and the high (Kraken sends one)."""
-        return quantize(self.venue, (self.high + self.low + self.open + self.close) / 4)
+        return quantize(self.series, (self.high + self.low + self.open + self.close) / 4)
 
 
 _VOLUME_QUANTUM = Decimal("0.00000001")
+_NO_OVERRIDES = PriceOverrides()
+
+
+def _no_faults(_venue: str) -> PriceOverrides:
+    return _NO_OVERRIDES
 
 
 class Market:
-    """Answers "what does venue V show for minute M at time T" for the venue adapters."""
+    """Answers "what does series S show for minute M at time T" for the venue adapters.
 
-    def __init__(self, model: PriceModel) -> None:
-        self.model = model
+    `models` holds one price model per asset (BTC, USDT); `overrides` gives a venue's current
+    price faults, which bend that venue's BTC series only.
+    """
 
-    def close(self, venue: str, minute: int, overrides: PriceOverrides | None = None) -> Decimal:
-        """The final close of `minute` on `venue`, after freeze and jump faults."""
-        ov = overrides or PriceOverrides()
+    def __init__(
+        self,
+        models: Mapping[str, PriceModel],
+        overrides: Callable[[str], PriceOverrides] = _no_faults,
+    ) -> None:
+        self.models = dict(models)
+        self._overrides = overrides
+
+    def overrides(self, series: str) -> PriceOverrides:
+        """The price faults that apply to `series`: its venue's, if it is the venue's BTC pair."""
+        spec = SERIES[series]
+        return self._overrides(spec.venue) if spec.asset == BTC else _NO_OVERRIDES
+
+    def close(self, series: str, minute: int) -> Decimal:
+        """The final close of `minute` on `series`, after freeze and jump faults."""
+        return self._close(series, minute, self.overrides(series))
+
+    def _close(self, series: str, minute: int, ov: PriceOverrides) -> Decimal:
         if ov.freeze_minute is not None and minute >= ov.freeze_minute:
             # A frozen venue keeps repeating the last close it had before the freeze.
-            return self.close(venue, ov.freeze_minute - MINUTE, ov)
-        price = self.model.raw_close(venue, minute)
+            return self._close(series, ov.freeze_minute - MINUTE, ov)
+        price = self._model(series).raw_close(series, minute)
         for jump_minute, percent in ov.jumps:
             if minute >= jump_minute:
                 price *= 1 + percent / 100
-        return quantize(venue, price)
+        return quantize(series, price)
 
-    def candle(
-        self,
-        venue: str,
-        minute: int,
-        now: float,
-        overrides: PriceOverrides | None = None,
-    ) -> Candle:
-        """The candle `venue` shows for `minute` at time `now` (forming if `now` is inside it)."""
-        ov = overrides or PriceOverrides()
-        seed = self.model.seed
+    def _model(self, series: str) -> PriceModel:
+        return self.models[SERIES[series].asset]
+
+    def candle(self, series: str, minute: int, now: float) -> Candle:
+        """The candle `series` shows for `minute` at time `now` (forming if `now` is inside it)."""
+        ov = self.overrides(series)
+        model = self._model(series)
+        seed = model.seed
         index = minute // MINUTE
-        open_price = self.close(venue, minute - MINUTE, ov)
-        final_close = self.close(venue, minute, ov)
+        open_price = self._close(series, minute - MINUTE, ov)
+        final_close = self._close(series, minute, ov)
         frozen = ov.freeze_minute is not None and minute >= ov.freeze_minute
-        tick = TICK[venue]
-        wick_unit = self.model.absolute_volatility()
-        full_volume = Decimal(5 + 30 * unit_hash(seed, venue, index, "volume"))
+        tick = TICK[series]
+        wick_unit = model.absolute_volatility()
+        full_volume = Decimal(5 + 30 * unit_hash(seed, series, index, "volume"))
 
         closed = now >= minute + MINUTE
         if closed:
@@ -93,23 +116,23 @@ class Market:
             close_price = (
                 final_close  # a frozen venue does not move, not even within the minute
                 if frozen
-                else self._partial_close(venue, minute, now, open_price, final_close)
+                else self._partial_close(series, minute, now, open_price, final_close)
             )
 
         if frozen:
             high = low = close_price
         else:
-            wick_up = abs(Decimal(gauss_hash(seed, venue, index, "high"))) * wick_unit / 2
-            wick_down = abs(Decimal(gauss_hash(seed, venue, index, "low"))) * wick_unit / 2
-            high = quantize(venue, max(open_price, close_price) + wick_up * fraction)
-            low = quantize(venue, min(open_price, close_price) - wick_down * fraction)
+            wick_up = abs(Decimal(gauss_hash(seed, series, index, "high"))) * wick_unit / 2
+            wick_down = abs(Decimal(gauss_hash(seed, series, index, "low"))) * wick_unit / 2
+            high = quantize(series, max(open_price, close_price) + wick_up * fraction)
+            low = quantize(series, min(open_price, close_price) - wick_down * fraction)
             low = max(low, tick)
         volume = (full_volume * fraction).quantize(_VOLUME_QUANTUM)
         if frozen:
             volume = Decimal("0.00010000")
         trades = int(volume * 130) + (1 if volume > 0 else 0)
         return Candle(
-            venue=venue,
+            series=series,
             minute=minute,
             open=open_price,
             high=high,
@@ -121,22 +144,22 @@ class Market:
         )
 
     def _partial_close(
-        self, venue: str, minute: int, now: float, open_price: Decimal, final_close: Decimal
+        self, series: str, minute: int, now: float, open_price: Decimal, final_close: Decimal
     ) -> Decimal:
+        model = self._model(series)
         elapsed = max(now - minute, 0.0)
         progress = Decimal(elapsed / MINUTE)
         wobble = (
-            Decimal(gauss_hash(self.model.seed, venue, minute // MINUTE, "wobble", int(elapsed)))
-            * self.model.absolute_volatility()
+            Decimal(gauss_hash(model.seed, series, minute // MINUTE, "wobble", int(elapsed)))
+            * model.absolute_volatility()
             / 3
         )
-        partial = quantize(venue, open_price + (final_close - open_price) * progress + wobble)
+        partial = quantize(series, open_price + (final_close - open_price) * progress + wobble)
         if partial == final_close:
             # The forming close must differ from the final one, or a client that wrongly takes
             # the forming row would still report the right price and no test could catch it.
-            partial += (
-                TICK[venue] if unit_hash(self.model.seed, venue, minute) < 0.5 else -TICK[venue]
-            )
+            tick = TICK[series]
+            partial += tick if unit_hash(model.seed, series, minute) < 0.5 else -tick
         return partial
 
     @staticmethod

@@ -1,11 +1,12 @@
-"""Deterministic simulated BTC closes: one seeded, mean-reverting walk plus a per-venue spread.
+"""Deterministic simulated closes: one seeded, mean-reverting walk per asset, a spread per venue.
 
-Every close is a pure function of (seed, venue, minute). The walk's shock for minute m is derived
-from a hash of (seed, m), and the level is a geometrically weighted sum of the last `WINDOW` shocks
-(a truncated AR(1) process), so any minute -- past, forming or future -- is computed on demand with
-no state carried between minutes. A restarted simulator with the same seed therefore serves the
-same candles, and the price wanders like a random walk over minutes but stays around the
-configured level over hours instead of drifting away from it.
+Every close is a pure function of (seed, series, minute), a series being one pair on one venue
+(`SERIES`: each venue's BTC pair, and the USDT/USD pairs). The walk's shock for minute m is
+derived from a hash of (seed, m), and the level is a geometrically weighted sum of the last
+`WINDOW` shocks (a truncated AR(1) process), so any minute -- past, forming or future -- is
+computed on demand with no state carried between minutes. A restarted simulator with the same
+seed therefore serves the same candles, and the price wanders like a random walk over minutes
+but stays around the configured level over hours instead of drifting away from it.
 """
 
 from __future__ import annotations
@@ -15,24 +16,50 @@ import math
 import operator
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final
 
 from common.exchanges import EXCHANGES
 
 VENUES: Final[tuple[str, ...]] = EXCHANGES
+BTC: Final = "BTC"
+USDT: Final = "USDT"
 
-# Each venue's price tick on its BTC pair: Binance BTCUSDT and Coinbase BTC-USD trade in cents,
-# Kraken XBTUSD in tenths of a dollar.
-TICK: Final[dict[str, Decimal]] = {
-    "binance": Decimal("0.01"),
-    "coinbase": Decimal("0.01"),
-    "kraken": Decimal("0.1"),
-}
 
-# A constant per-venue premium: USDT trades a little above USD, so Binance BTCUSDT sits about
-# 0.01 % (roughly +10 at 100 000) above the USD venues, as in the reference captures.
-_VENUE_BIAS: Final[dict[str, float]] = {"binance": 0.0001, "coinbase": 0.0, "kraken": 0.00002}
+@dataclass(frozen=True)
+class Series:
+    """One pair on one venue as the simulator prices it.
+
+    `key` names the series in every hash, so it fixes the series' prices for a seed: a venue's
+    BTC series is keyed by the venue's name alone, as before there were other series.
+    """
+
+    key: str
+    venue: str
+    asset: str
+    tick: Decimal
+    bias: float
+
+
+def _series(*items: Series) -> dict[str, Series]:
+    return {item.key: item for item in items}
+
+
+# Ticks: Binance BTCUSDT and Coinbase BTC-USD trade in cents, Kraken XBTUSD in tenths of a dollar;
+# the USDT/USD pairs in 0.00001 (Kraken USDTUSD shows five decimals, e.g. 0.99700). Biases: USDT
+# trades a little above USD, so Binance BTCUSDT sits about 0.01 % (roughly +10 at 100 000) above
+# the USD venues, as in the reference captures; and USDT/USD itself a hair under par.
+SERIES: Final[dict[str, Series]] = _series(
+    Series("binance", "binance", BTC, Decimal("0.01"), 0.0001),
+    Series("coinbase", "coinbase", BTC, Decimal("0.01"), 0.0),
+    Series("kraken", "kraken", BTC, Decimal("0.1"), 0.00002),
+    Series("binance:USDT", "binance", USDT, Decimal("0.00001"), 0.0),
+    Series("coinbase:USDT", "coinbase", USDT, Decimal("0.00001"), -0.00004),
+    Series("kraken:USDT", "kraken", USDT, Decimal("0.00001"), -0.00012),
+)
+TICK: Final[dict[str, Decimal]] = {key: series.tick for key, series in SERIES.items()}
+
 # Per-minute venue noise (about 1 basis point): enough that the three closes never coincide.
 _VENUE_NOISE: Final = 0.0001
 
@@ -58,9 +85,15 @@ def gauss_hash(seed: int, *parts: object) -> float:
 
 
 class PriceModel:
-    """The simulator's fair closes, before any injected fault (freeze, jump) is applied."""
+    """The fair closes of one asset, before any injected fault (freeze, jump) is applied.
 
-    def __init__(self, seed: int, base_price: Decimal, volatility: float = 0.0004) -> None:
+    `walk` names the asset's walk in the hashes: BTC's is "walk", another asset's walk must have
+    its own name, or it would move in lockstep with BTC.
+    """
+
+    def __init__(
+        self, seed: int, base_price: Decimal, volatility: float = 0.0004, *, walk: str = "walk"
+    ) -> None:
         if base_price <= 0:
             raise ValueError(f"base price must be positive, got {base_price}")
         if not 0 <= volatility < 0.05:
@@ -68,6 +101,7 @@ class PriceModel:
         self.seed = seed
         self.base_price = base_price
         self.volatility = volatility
+        self.walk = walk
         # Oldest first, to line up with a window of shocks that runs oldest first.
         self._weights = [PHI**lag for lag in reversed(range(WINDOW))]
         self._shocks: OrderedDict[int, float] = OrderedDict()
@@ -80,7 +114,7 @@ class PriceModel:
         for index in range(first_index, last_index + 1):
             shock = self._shocks.get(index)
             if shock is None:
-                shock = gauss_hash(self.seed, "walk", index)
+                shock = gauss_hash(self.seed, self.walk, index)
                 _remember(self._shocks, index, shock)
             run.append(shock)
         return run
@@ -115,26 +149,26 @@ class PriceModel:
             level = self._levels[minute]
         return level
 
-    def raw_close(self, venue: str, minute: int) -> Decimal:
-        """The unrounded close of `venue` for the minute opening at `minute` (unix seconds)."""
-        if venue not in TICK:
-            raise ValueError(f"unknown venue {venue!r}; use one of {', '.join(VENUES)}")
-        spread = _VENUE_BIAS[venue] + _VENUE_NOISE * gauss_hash(self.seed, venue, minute // 60)
+    def raw_close(self, series: str, minute: int) -> Decimal:
+        """The unrounded close of `series` (a `SERIES` key, e.g. "kraken") for `minute`."""
+        if series not in SERIES:
+            raise ValueError(f"unknown series {series!r}; use one of {', '.join(SERIES)}")
+        spread = SERIES[series].bias + _VENUE_NOISE * gauss_hash(self.seed, series, minute // 60)
         factor = math.exp(self.log_level(minute)) * (1.0 + spread)
         return self.base_price * Decimal(factor)
 
-    def close(self, venue: str, minute: int) -> Decimal:
-        """The close `venue` reports for `minute`, rounded to the venue's tick."""
-        return quantize(venue, self.raw_close(venue, minute))
+    def close(self, series: str, minute: int) -> Decimal:
+        """The close `series` reports for `minute`, rounded to its tick."""
+        return quantize(series, self.raw_close(series, minute))
 
     def absolute_volatility(self) -> Decimal:
         """A typical one-minute move in price units, used to size candle wicks."""
         return self.base_price * Decimal(max(self.volatility, 0.00005))
 
 
-def quantize(venue: str, price: Decimal) -> Decimal:
-    """Round `price` to the tick `venue` quotes in (never below one tick)."""
-    tick = TICK[venue]
+def quantize(series: str, price: Decimal) -> Decimal:
+    """Round `price` to the tick `series` quotes in (never below one tick)."""
+    tick = TICK[series]
     return max(price.quantize(tick, rounding=ROUND_HALF_EVEN), tick)
 
 

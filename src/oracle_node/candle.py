@@ -1,7 +1,8 @@
 """The closed 1-minute candle a node reports, as the exchange published it.
 
 Prices stay `Decimal` here and everywhere in the node: the only float is the proto `double` the
-submitter writes on the wire, so no rounding ever sneaks into validation or logs.
+submitter writes on the wire, so no rounding ever sneaks into validation or logs. A candle prices
+`base` in `quote`: BTC in USD or USDT, or USDT in USD (the rate observation).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ class Candle:
     high: Decimal
     low: Decimal
     close: Decimal
+    base: str = "BTC"
 
     def as_json(self) -> dict[str, str | int]:
         """The fields `oracle-node --once` prints; prices as decimal strings, never floats."""
         return {
             "exchange": self.exchange,
+            "base": self.base,
             "symbol": self.symbol,
             "quote": self.quote,
             "minute": self.minute,

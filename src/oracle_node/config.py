@@ -36,6 +36,7 @@ from common.settings import (
     validate,
 )
 from oracle_node.exchanges import get_adapter, quote_of
+from oracle_node.exchanges.base import pair_of
 from oracle_node.validation import PriceBounds
 
 DEFAULT_CONFIG_PATH: Final = Path("config/oracle-node.toml")
@@ -93,6 +94,12 @@ def _btc_symbol(value: str) -> None:
 def _rate_symbol(value: str) -> None:
     if value and not _pair(value):
         raise ValueError("must be the venue's USDT/USD symbol (e.g. 'USDTUSD'), or '' for none")
+    try:
+        usdt_usd = not value or pair_of(value) == ("USDT", "USD")
+    except ValueError:
+        usdt_usd = False
+    if not usdt_usd:
+        raise ValueError("is not a USDT/USD pair (e.g. 'USDTUSD', 'USDT-USD'), or '' for none")
 
 
 def _user_agent(value: str) -> None:

@@ -1,9 +1,11 @@
 """Why fetching a candle failed, split by what the node should do next.
 
-The fetcher's retry policy reads only the class: transient and rate-limit errors are retried with
-backoff, a not-yet-published minute is polled until the minute's deadline, and everything else
-(an invalid symbol, a geo-block, a simulated/real mismatch) fails at once, because asking again
-cannot help.
+The fetcher's retry policy reads one attribute, `retryable`: transient and rate-limit errors are
+retried with backoff, a not-yet-published minute is polled until the minute's deadline, and
+everything else (an invalid symbol, a geo-block, a simulated/real mismatch) fails at once,
+because asking again cannot help. A hostile answer (too large, too slow, nested too deeply, a
+price that is not a number) is a `MalformedResponseError`: another try may meet an honest
+answer, and every try is bounded in bytes and in time, so at worst the minute is lost.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from common.errors import OracleError
 
 
 class FetchError(OracleError):
-    """A candle could not be obtained; the message says why and, where known, what to do."""
+    """A candle could not be obtained; the message says why and, where known, what to do.
+
+    `retryable`: whether asking the venue again within the minute's deadline can help.
+    """
 
     retryable = False
 
@@ -24,7 +29,11 @@ class TransientFetchError(FetchError):
 
 
 class MalformedResponseError(TransientFetchError):
-    """The body was not the documented JSON (truncated, an HTML error page): worth one more try."""
+    """The body was not the documented JSON (truncated, an HTML error page, a hostile answer)."""
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """The answer, on the wire or once decompressed, is larger than any honest venue sends."""
 
 
 class RateLimitedError(TransientFetchError):
@@ -40,6 +49,8 @@ class CandleNotYetAvailableError(FetchError):
 
     Not a failure of the request: the node polls again until the minute's deadline, then skips.
     """
+
+    retryable = True
 
 
 class PermanentFetchError(FetchError):

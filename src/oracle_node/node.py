@@ -5,7 +5,8 @@ fails validation is logged and dropped, and the submission goes through the buff
 an aggregator outage never stops collection. Each cycle logs how late the fetch started and
 finished after the boundary (skew), so operators can see how well the nodes are synchronised.
 On SIGINT/SIGTERM the in-flight minute gets a short grace period to finish, then is abandoned,
-the buffer gets one last delivery attempt, and the process exits 0.
+the buffer gets one last delivery attempt, and the process exits 0; a second signal stops it at
+once (the two-stage shutdown of the style guide, as the aggregator does).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import signal
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+
+from structlog.typing import FilteringBoundLogger
 
 from common.logsetup import get_logger
 from common.timeutil import MINUTE, Clock, format_minute, minute_floor, system_clock
@@ -27,9 +31,10 @@ from oracle_node.errors import (
     RateLimitedError,
 )
 from oracle_node.fetcher import CandleFetcher, Sleep, make_client
+from oracle_node.rates import RATE_BOUNDS, RATE_FETCH_WINDOW
 from oracle_node.scheduler import MinuteScheduler, Tick
 from oracle_node.submitter import Observation, Submitter
-from oracle_node.validation import validate_candle
+from oracle_node.validation import PriceBounds, validate_candle
 
 # `--once` waits this long for the newest closed minute, then tries older ones briefly.
 _ONCE_LOOKBACK = 6
@@ -44,8 +49,29 @@ _BACKFILL_MINUTES = 5
 _BACKFILL_HORIZON = 8 * MINUTE
 
 
+@dataclass
+class _Pair:
+    """One pair the node collects: its fetcher, its bounds, the minutes it may still backfill.
+
+    `prefix` starts the pair's log event names: "" for the BTC price (`fetch_started`, ...),
+    "rate_" for the USDT/USD rate (`rate_fetch_started`, ...), so tools that read BTC events never
+    mistake a rate for a price.
+    """
+
+    base: str
+    prefix: str
+    fetcher: CandleFetcher
+    bounds: PriceBounds
+    skipped: deque[int] = field(default_factory=lambda: deque(maxlen=_BACKFILL_MINUTES))
+
+
 class OracleNode:
-    """Collects one exchange's closed candles minute by minute and hands them to the submitter."""
+    """Collects one exchange's closed candles minute by minute and hands them to the submitter.
+
+    Each minute: the BTC candle, then (where the venue lists one) the USDT/USD rate of the same
+    minute. The rate comes second and fails on its own: nothing that happens to it can cost the
+    BTC minute, which is already queued (and delivered) before the rate is asked for.
+    """
 
     def __init__(
         self,
@@ -61,71 +87,100 @@ class OracleNode:
         self._submitter = submitter
         self._scheduler = scheduler
         self._clock = clock
-        self._skipped: deque[int] = deque(maxlen=_BACKFILL_MINUTES)
+        self._btc = _Pair("BTC", "", fetcher, config.bounds)
+        rate_symbol = config.exchange.usdt_rate_symbol
+        self._rate = (
+            _Pair("USDT", "rate_", fetcher.sibling(rate_symbol), RATE_BOUNDS)
+            if rate_symbol
+            else None
+        )
         bound = {"node_id": config.node_id, "exchange": config.exchange.name}
         if config.simulate:
             bound["mode"] = "SIMULATED"
         self._log = get_logger().bind(**bound)
 
     async def collect(self, tick: Tick) -> Candle | None:
-        """One cycle for `tick`: the validated candle that was queued, or None if skipped.
+        """One cycle for `tick`: the validated BTC candle that was queued, or None if skipped.
 
         Whatever became of this minute, the buffer gets a delivery attempt: after an aggregator
         restart, observations from earlier minutes must not wait for the next successful fetch,
-        or they grow older than the aggregator's lateness limit and are refused.
+        or they grow older than the aggregator's lateness limit and are refused. The BTC candle
+        is delivered before the rate is fetched, so a slow rate never delays the price.
         """
         candle: Candle | None = None
         try:
-            candle = await self._collect_minute(tick)
+            candle = await self._collect(
+                self._btc, tick, tick.boundary + self._config.fetch_deadline
+            )
         except Exception as error:  # noqa: BLE001 - one bad minute must never end the node
-            self._cycle_failed(tick, error)
+            self._cycle_failed(tick, error, self._btc)
         await self._deliver_buffered(tick)
+        if self._rate is not None:
+            try:
+                await self._collect(self._rate, tick, self._rate_deadline(tick))
+            except Exception as error:  # noqa: BLE001 - nor may a bad rate
+                self._cycle_failed(tick, error, self._rate)
+            await self._deliver_buffered(tick)
         return candle
 
-    async def _collect_minute(self, tick: Tick) -> Candle | None:
-        """Fetch, check and queue the minute of `tick`; None if it was skipped or refused."""
+    def _rate_deadline(self, tick: Tick) -> float:
+        """The BTC deadline, or a few seconds after now if the BTC fetch used it all; never
+        later than shortly before the next collection."""
+        wanted = max(tick.boundary + self._config.fetch_deadline, self._clock() + RATE_FETCH_WINDOW)
+        latest = tick.boundary + self._config.interval - RATE_FETCH_WINDOW
+        return min(wanted, latest)
+
+    async def _collect(self, pair: _Pair, tick: Tick, deadline: float) -> Candle | None:
+        """Fetch, check and queue `pair`'s minute of `tick`; None if it was skipped or refused."""
         minute_text = format_minute(tick.minute)
         started = self._clock()
-        self._log.info("fetch_started", minute=minute_text, skew_ms=_ms(tick.skew(started)))
-        deadline = tick.boundary + self._config.fetch_deadline
+        journal = self._log.bind(symbol=pair.fetcher.symbol) if pair.prefix else self._log
+        journal.info(
+            f"{pair.prefix}fetch_started", minute=minute_text, skew_ms=_ms(tick.skew(started))
+        )
         try:
-            result = await self._fetcher.fetch(
-                tick.minute, deadline, backfill=self._backlog(tick.minute)
+            result = await pair.fetcher.fetch(
+                tick.minute, deadline, backfill=self._backlog(pair, tick.minute)
             )
         except CandleNotYetAvailableError as error:
-            self._skipped.append(tick.minute)
-            self._log.warning(
-                "minute_skipped",
+            pair.skipped.append(tick.minute)
+            journal.warning(
+                f"{pair.prefix}minute_skipped",
                 minute=minute_text,
-                reason=f"not published by the deadline ({self._config.fetch_deadline:g} s "
+                reason=f"not published by the deadline ({deadline - tick.boundary:g} s "
                 f"after the boundary): {error}",
                 backfill="taken from a later answer if it appears in time",
             )
             return None
         except RateLimitedError as error:
-            self._skipped.append(tick.minute)
+            pair.skipped.append(tick.minute)
             # Retry-After reaches past this minute's deadline (e.g. a 418 ban): skip, say why.
-            self._log.error(
+            journal.error(
                 "Rate limit exceeded - Too many requests",
                 hint="automatic retry with exponential backoff from the next minute on",
                 minute=minute_text,
+                base=pair.base,
                 error=str(error),
                 retry_after=error.retry_after,
             )
             return None
         except FetchError as error:
-            self._skipped.append(tick.minute)
-            self._log.error(
-                "fetch_failed", minute=minute_text, error=str(error), kind=type(error).__name__
+            pair.skipped.append(tick.minute)
+            journal.error(
+                f"{pair.prefix}fetch_failed",
+                minute=minute_text,
+                error=str(error),
+                kind=type(error).__name__,
+                retryable=error.retryable,
             )
             return None
         finally:
             # Earlier minutes found in this minute's answers go first: observations in order.
-            self._queue_backfilled()
+            self._queue_backfilled(pair, journal)
         finished = self._clock()
         candle = result.candle
-        self._log.info(
-            "fetch_finished",
+        journal.info(
+            f"{pair.prefix}fetch_finished",
             minute=minute_text,
             close=str(candle.close),
             quote=candle.quote,
@@ -135,32 +190,34 @@ class OracleNode:
             attempts=result.attempts,
         )
         try:
-            validate_candle(candle, self._config.bounds)
+            validate_candle(candle, pair.bounds)
         except InvalidCandleError as error:
-            self._log.error("candle_rejected", minute=minute_text, reason=str(error))
+            journal.error(f"{pair.prefix}candle_rejected", minute=minute_text, reason=str(error))
             return None
         self._submitter.enqueue(Observation(candle=candle, collected_at=finished))
         return candle
 
-    def _backlog(self, minute: int) -> tuple[int, ...]:
+    def _backlog(self, pair: _Pair, minute: int) -> tuple[int, ...]:
         """The skipped minutes still worth submitting late, oldest first."""
-        for old in [skipped for skipped in self._skipped if skipped < minute - _BACKFILL_HORIZON]:
-            self._skipped.remove(old)
-        return tuple(sorted(self._skipped))
+        for old in [skipped for skipped in pair.skipped if skipped < minute - _BACKFILL_HORIZON]:
+            pair.skipped.remove(old)
+        return tuple(sorted(pair.skipped))
 
-    def _queue_backfilled(self) -> None:
-        for candle in self._fetcher.take_backfilled():
+    def _queue_backfilled(self, pair: _Pair, journal: FilteringBoundLogger) -> None:
+        for candle in pair.fetcher.take_backfilled():
             minute_text = format_minute(candle.minute)
             with suppress(ValueError):
-                self._skipped.remove(candle.minute)
+                pair.skipped.remove(candle.minute)
             try:
-                validate_candle(candle, self._config.bounds)
+                validate_candle(candle, pair.bounds)
             except InvalidCandleError as error:
-                self._log.error("candle_rejected", minute=minute_text, reason=str(error))
+                journal.error(
+                    f"{pair.prefix}candle_rejected", minute=minute_text, reason=str(error)
+                )
                 continue
             collected_at = self._clock()
-            self._log.info(
-                "minute_backfilled",
+            journal.info(
+                f"{pair.prefix}minute_backfilled",
                 minute=minute_text,
                 close=str(candle.close),
                 quote=candle.quote,
@@ -182,12 +239,13 @@ class OracleNode:
             except TimeoutError:
                 self._log.warning("delivery_postponed", pending=self._submitter.pending)
 
-    def _cycle_failed(self, tick: Tick, error: Exception) -> None:
+    def _cycle_failed(self, tick: Tick, error: Exception, pair: _Pair | None = None) -> None:
         # A bug or an answer nobody foresaw: lose this minute, say why, keep collecting.
         self._log.exception(
             "cycle_failed",
             minute=format_minute(tick.minute),
-            error=repr(error),
+            base=pair.base if pair is not None else None,
+            error=repr(error)[:500],
             kind=type(error).__name__,
         )
 
@@ -255,16 +313,31 @@ def _ms(seconds: float) -> int:
 
 
 @contextmanager
-def _signals_set(stop: asyncio.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set `stop`; a second signal is ignored (the grace period is bounded)."""
+def _two_stage_signals(
+    stop: asyncio.Event, running: asyncio.Future[None], log: FilteringBoundLogger
+) -> Iterator[list[str]]:
+    """First SIGINT/SIGTERM sets `stop` (finish the minute within the grace period, flush the
+    buffer); a second one cancels `running` at once. Yields the list of forced stops' signal names.
+    """
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
+    forced: list[str] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("shutdown_requested", signal=signum.name, hint="a second signal stops at once")
+            stop.set()
+            return
+        log.warning("shutdown_forced", signal=signum.name)
+        forced.append(signum.name)
+        running.cancel()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal, signum)
             installed.append(signum)
     try:
-        yield
+        yield forced
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
@@ -290,9 +363,16 @@ async def run_node(
         )
         scheduler = MinuteScheduler(config.interval, config.fetch_offset, clock=clock, sleep=sleep)
         node = OracleNode(config, fetcher, submitter, scheduler, clock=clock)
+        running = asyncio.ensure_future(node.run(stop))
+        log = get_logger().bind(node_id=config.node_id, exchange=config.exchange.name)
         try:
-            with _signals_set(stop):
-                await node.run(stop)
+            with _two_stage_signals(stop, running, log) as forced:
+                try:
+                    await running
+                except asyncio.CancelledError:
+                    if not forced:
+                        raise
+                    log.warning("node_stopped", forced=True, pending=submitter.pending)
         finally:
             await submitter.close()
 

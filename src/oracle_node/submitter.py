@@ -1,11 +1,12 @@
 """Delivering observations to the aggregator: one reused gRPC channel, a bounded in-order buffer.
 
-Every closed candle becomes an observation queued here; `flush` sends the queue oldest first and
-stops at the first one the aggregator cannot take right now (UNAVAILABLE, deadline), so order is
-kept and nothing is lost across a short aggregator restart. Answers that retrying cannot change
-(INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION) drop that one observation with an error
-log. When the buffer is full the oldest observation is dropped with a warning: a price older than
-the aggregator's lateness limit would be refused anyway.
+Every closed candle (the BTC price, and the USDT/USD rate where the venue lists one) becomes an
+observation queued here; `flush` sends the queue oldest first and stops at the first one the
+aggregator cannot take right now (UNAVAILABLE, deadline, RESOURCE_EXHAUSTED after the retries of
+`common.grpc_client`), so order is kept and nothing is lost across a short aggregator restart.
+Answers that retrying cannot change (INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION) drop
+that one observation with an error log. When the buffer is full the oldest observation is dropped
+with a warning: a price older than the aggregator's lateness limit would be refused anyway.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from typing import Final
 
 import grpc
 
+from common.grpc_client import (
+    PLAINTEXT,
+    SERVICE_OPTIONS,
+    ChannelSecurity,
+    RetryPolicy,
+    aio_channel,
+    call_with_retry,
+)
 from common.logsetup import get_logger
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import format_minute
@@ -26,13 +35,6 @@ from oracle_node.candle import Candle
 
 Sleep = Callable[[float], Awaitable[None]]
 
-# Reconnect quickly once the aggregator is back (gRPC's default backoff grows to 120 s).
-_CHANNEL_OPTIONS: Final = [
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.min_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.enable_retries", 0),
-]
 _RETRYABLE: Final = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -71,6 +73,7 @@ class Submitter:
         retries: int = 2,
         retry_backoff: float = 0.5,
         sleep: Sleep = asyncio.sleep,
+        security: ChannelSecurity = PLAINTEXT,
     ) -> None:
         self._target = target
         self._node_id = node_id
@@ -78,11 +81,15 @@ class Submitter:
         self._buffer: deque[Observation] = deque()
         self._buffer_size = buffer_size
         self._call_timeout = call_timeout
-        self._retries = retries
-        self._retry_backoff = retry_backoff
+        self._retry = RetryPolicy(
+            attempts=retries + 1,
+            initial_backoff=retry_backoff,
+            max_backoff=max(retry_backoff * 2**retries, retry_backoff),
+            codes=_RETRYABLE,
+        )
         self._sleep = sleep
         self._lock = asyncio.Lock()
-        self._channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self._channel = aio_channel(target, security=security, options=SERVICE_OPTIONS)
         self._stub = oracle_pb2_grpc.OracleServiceStub(self._channel)
         self._connected: bool | None = None
         bound = {"node_id": node_id, "aggregator": target}
@@ -96,7 +103,11 @@ class Submitter:
         return len(self._buffer)
 
     async def check_health(self) -> bool:
-        """One HealthCheck at startup so an operator sees at once whether the aggregator is up."""
+        """One HealthCheck at startup so an operator sees at once whether the aggregator is up.
+
+        Not retried and not waiting for the channel: a down aggregator is reported at once, and
+        collection starts anyway (submissions are buffered).
+        """
         try:
             reply = await self._stub.HealthCheck(
                 oracle_pb2.HealthRequest(node_id=self._node_id), timeout=self._call_timeout
@@ -169,32 +180,33 @@ class Submitter:
             quote=candle.quote,
             simulated=self._simulated,
             symbol=candle.symbol,
+            base=candle.base,
         )
-        for attempt in range(self._retries + 1):
-            try:
-                # wait_for_ready: while the aggregator restarts, the call waits (up to its deadline)
-                # for the channel to reconnect instead of failing at once.
-                reply = await self._stub.SubmitPrice(
-                    request, timeout=self._call_timeout, wait_for_ready=True
-                )
-            except grpc.aio.AioRpcError as error:
-                if error.code() not in _RETRYABLE:
-                    self._log.error(
-                        "submission_rejected",
-                        exchange=candle.exchange,
-                        minute=format_minute(candle.minute),
-                        price=str(candle.close),
-                        code=error.code().name,
-                        detail=error.details(),
-                    )
-                    return _Outcome.REJECTED
-                if attempt == self._retries:
-                    self._report_unreachable(error)
-                    return _Outcome.UNREACHABLE
-                await self._sleep(self._retry_backoff * 2**attempt)
-                continue
-            return self._record_reply(observation, reply)
-        return _Outcome.UNREACHABLE  # pragma: no cover - the loop always returns
+
+        async def submit() -> oracle_pb2.PriceResponse:
+            # wait_for_ready: while the aggregator restarts, the call waits (up to its deadline)
+            # for the channel to reconnect instead of failing at once.
+            return await self._stub.SubmitPrice(
+                request, timeout=self._call_timeout, wait_for_ready=True
+            )
+
+        try:
+            reply = await call_with_retry(submit, self._retry, sleep=self._sleep)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in _RETRYABLE:
+                self._report_unreachable(error)
+                return _Outcome.UNREACHABLE
+            self._log.error(
+                "submission_rejected",
+                exchange=candle.exchange,
+                base=candle.base,
+                minute=format_minute(candle.minute),
+                price=str(candle.close),
+                code=error.code().name,
+                detail=error.details(),
+            )
+            return _Outcome.REJECTED
+        return self._record_reply(observation, reply)
 
     def _record_reply(self, observation: Observation, reply: oracle_pb2.PriceResponse) -> _Outcome:
         candle = observation.candle
@@ -205,13 +217,15 @@ class Submitter:
             self._log.error(
                 "submission_refused",
                 exchange=candle.exchange,
+                base=candle.base,
                 minute=format_minute(candle.minute),
                 message=reply.message,
             )
             return _Outcome.REJECTED
         self._log.info(
-            "price_submitted",
+            "price_submitted" if candle.base == "BTC" else "rate_submitted",
             exchange=candle.exchange,
+            base=candle.base,
             symbol=candle.symbol,
             quote=candle.quote,
             minute=format_minute(candle.minute),

@@ -13,7 +13,7 @@ import pytest
 from exchange_sim.app import SimApp
 from exchange_sim.config import SimConfig
 from exchange_sim.responses import SimResponse
-from exchange_sim.server import SimServer, create_server, run_in_thread
+from exchange_sim.server import SimServer, serving
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "exchanges"
 
@@ -85,10 +85,5 @@ def sim() -> Sim:
 @pytest.fixture
 def live_server() -> Iterator[SimServer]:
     """The real threaded HTTP server on 127.0.0.1:0 with the real clock."""
-    server = create_server(SimApp(SimConfig(port=0)), "127.0.0.1", 0)
-    run_in_thread(server)
-    try:
+    with serving(SimApp(SimConfig(port=0))) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()

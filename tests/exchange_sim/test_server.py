@@ -77,6 +77,7 @@ def test_close_endpoint_matches_what_the_venue_served(live_server: SimServer) ->
         close = client.get("/_sim/close", params={"venue": "binance", "minute": minute}).json()
         assert close == {
             "venue": "binance",
+            "asset": "BTC",
             "minute": minute,
             "close": close["close"],
             "closed": True,

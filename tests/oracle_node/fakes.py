@@ -1,20 +1,26 @@
-"""Test doubles for the node: a fake clock whose sleep advances time, and a fake exchange.
+"""Test doubles for the node: a fake clock whose sleep advances time, and the exchange simulator.
 
-The fake exchange answers all three venues' real paths in their real formats (Binance and Kraken
-include the forming minute as the last row, Coinbase can lag), with closes that are a pure
-function of (venue, minute), so a test can predict exactly what a node must submit.
+The venues themselves are never faked here: every test that needs an exchange answer in a venue's
+format gets it from the exchange simulator (`exchange_sim`, through its httpx transport), the one
+fake of each venue's format, so what the node's tests check is what the simulate mode serves.
+Answers no honest venue gives (a hostile body, a missing marker) are made by the tests that need
+them; the reference bodies in `tests/fixtures/exchanges/` are real-format captures (data).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from common.timeutil import MINUTE, minute_floor
+from exchange_sim.app import SimApp
+from exchange_sim.config import SimConfig
+from exchange_sim.transport import SimTransport
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "exchanges"
 
@@ -22,6 +28,8 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "exchanges"
 SCENARIO_NOW = 1737383727.0
 NEWEST_CLOSED = 1737383640
 FORMING = 1737383700
+
+SIM_URL = "http://exchange-sim.test"
 
 
 def fixture(name: str) -> bytes:
@@ -44,83 +52,56 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-_BASE = {
-    "binance": Decimal("100000.00"),
-    "coinbase": Decimal("100010.00"),
-    "kraken": Decimal("99990.0"),
-}
+class Simulator:
+    """The exchange simulator on a fake clock, reached through its httpx transport.
 
-
-def fake_close(venue: str, minute: int) -> Decimal:
-    """Deterministic close: the venue's base plus a few dollars that vary with the minute."""
-    return _BASE[venue] + Decimal((minute // MINUTE) % 97) + Decimal("0.25")
-
-
-class FakeExchange:
-    """An httpx handler serving /api/v3/klines, /products/<p>/candles and /0/public/OHLC.
-
-    `coinbase_lag` minutes are withheld from Coinbase answers (its publication delay); `down`
-    makes every venue answer 503; `simulated` adds the simulator's `X-Oracle-Simulated: 1`.
+    `skew`: the venues' clock runs this many seconds from the node's (negative: behind), for
+    their candles and their `Date` alike. Coinbase's publication lag is 0 unless given.
     """
 
-    def __init__(self, clock: FakeClock, *, simulated: bool = False) -> None:
+    def __init__(self, clock: FakeClock, *, skew: float = 0.0, **config: Any) -> None:
+        config.setdefault("coinbase_lag_seconds", 0.0)
         self.clock = clock
-        self.simulated = simulated
-        self.coinbase_lag = 0
-        self.down = False
-        self.requests: list[httpx.Request] = []
+        self.app = SimApp(SimConfig(**config), clock=lambda: clock() + skew)
+        self.transport = SimTransport(self.app, sleep=clock.sleep)
 
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+    def client(self) -> httpx.AsyncClient:
+        """A client whose every request goes to the simulator (any base URL)."""
+        return httpx.AsyncClient(transport=self.transport)
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        headers = {"X-Oracle-Simulated": "1"} if self.simulated else {}
-        if self.down:
-            return httpx.Response(503, json={"message": "down"}, headers=headers)
-        forming = minute_floor(self.clock())
-        path = request.url.path
-        if path == "/api/v3/klines":
-            body: object = [
-                self._binance_row(m) for m in range(forming - 4 * MINUTE, forming + 1, MINUTE)
-            ]
-        elif path.startswith("/products/") and path.endswith("/candles"):
-            newest = forming - self.coinbase_lag * MINUTE
-            body = [self._coinbase_row(m) for m in range(newest, forming - 12 * MINUTE, -MINUTE)]
-        elif path == "/0/public/OHLC":
-            rows = [self._kraken_row(m) for m in range(forming - 4 * MINUTE, forming + 1, MINUTE)]
-            body = {"error": [], "result": {"XXBTZUSD": rows, "last": forming - MINUTE}}
-        else:
-            return httpx.Response(404, json={"message": "NotFound"}, headers=headers)
-        return httpx.Response(200, content=json.dumps(body).encode(), headers=headers)
+    def faults(self, **faults: object) -> None:
+        """Inject faults, as `POST /_sim/faults` does (`venue=` names the venue)."""
+        answer = self.app.handle("POST", "/_sim/faults", {}, json.dumps(faults).encode())
+        assert answer.status == 200, answer.body
 
-    @staticmethod
-    def _ohlc(venue: str, minute: int) -> tuple[str, str, str, str]:
-        close = fake_close(venue, minute)
-        return (str(close - 5), str(close + 10), str(close - 20), str(close))
+    def clear(self) -> None:
+        """Remove every fault."""
+        self.app.handle("DELETE", "/_sim/faults", {})
 
-    def _binance_row(self, minute: int) -> list[object]:
-        o, h, low, c = self._ohlc("binance", minute)
-        return [
-            minute * 1000,
-            o,
-            h,
-            low,
-            c,
-            "1.0",
-            minute * 1000 + 59999,
-            "1.0",
-            10,
-            "0.5",
-            "0.5",
-            "0",
-        ]
+    def close(self, venue: str, minute: int, asset: str = "BTC") -> Decimal:
+        """The close the simulator serves for `venue`'s pair of `asset` at `minute`."""
+        target = f"/_sim/close?venue={venue}&minute={minute}&asset={asset}"
+        answer = self.app.handle("GET", target, {})
+        return Decimal(json.loads(answer.body)["close"])
 
-    def _coinbase_row(self, minute: int) -> list[object]:
-        o, h, low, c = self._ohlc("coinbase", minute)
-        # Coinbase sends JSON numbers; json.dumps of a float keeps these short decimals exact.
-        return [minute, float(low), float(h), float(o), float(c), 1.5]
+    def venue_requests(self, path_part: str) -> list[httpx.Request]:
+        """The requests made so far whose path contains `path_part`."""
+        return [request for request in self.transport.requests if path_part in request.url.path]
 
-    def _kraken_row(self, minute: int) -> list[object]:
-        o, h, low, c = self._ohlc("kraken", minute)
-        return [minute, o, h, low, c, c, "1.0", 12]
+
+class FlakyTransport(httpx.AsyncBaseTransport):
+    """Raises the given errors for the first requests, then hands every request to `inner`.
+
+    For what no server can send: a refused connection, a read timeout, a bug in the client.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, errors: Iterable[Exception]) -> None:
+        self.inner = inner
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return await self.inner.handle_async_request(request)

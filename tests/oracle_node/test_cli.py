@@ -8,41 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
-import respx
 from click.testing import CliRunner
 
 from common.timeutil import minute_floor
+from exchange_sim.server import SimServer
 from oracle_node.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-SIM_URL = "http://sim.test"
-
-
-def klines_now(_request: httpx.Request) -> httpx.Response:
-    """A simulated Binance answer at the real current time: four closed minutes, one forming."""
-    forming = minute_floor(time.time())
-    rows = [
-        [
-            m * 1000,
-            "99000.5",
-            "101000.0",
-            "99000.0",
-            "100000.25",
-            "1",
-            m * 1000 + 59999,
-            "1",
-            1,
-            "0",
-            "0",
-            "0",
-        ]
-        for m in range(forming - 240, forming + 1, 60)
-    ]
-    return httpx.Response(200, json=rows, headers={"X-Oracle-Simulated": "1"})
 
 
 @pytest.fixture
@@ -50,9 +26,8 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-@respx.mock
-def test_once_prints_one_json_object(runner: CliRunner) -> None:
-    respx.get(f"{SIM_URL}/api/v3/klines").mock(side_effect=klines_now)
+def test_once_prints_one_json_object(runner: CliRunner, sim_server: SimServer) -> None:
+    sim_url = f"http://127.0.0.1:{sim_server.port}"
     result = runner.invoke(
         main,
         [
@@ -60,7 +35,7 @@ def test_once_prints_one_json_object(runner: CliRunner) -> None:
             "binance",
             "--simulate",
             "--api-url",
-            SIM_URL,
+            sim_url,
             "--once",
             "--config",
             str(ROOT / "config/oracle-node.toml"),
@@ -70,6 +45,7 @@ def test_once_prints_one_json_object(runner: CliRunner) -> None:
     candle = json.loads(result.stdout)
     assert set(candle) == {
         "exchange",
+        "base",
         "symbol",
         "quote",
         "minute",
@@ -83,17 +59,21 @@ def test_once_prints_one_json_object(runner: CliRunner) -> None:
         "api_url",
     }
     assert candle["minute"] in {minute_floor(time.time()) - 60, minute_floor(time.time()) - 120}
-    assert candle["close"] == "100000.25"
+    served = sim_server.app.market.close("binance", candle["minute"])
+    assert Decimal(candle["close"]) == served
     assert (candle["exchange"], candle["quote"], candle["simulated"]) == ("binance", "USDT", True)
-    assert candle["api_url"] == SIM_URL
+    assert candle["api_url"] == sim_url
 
 
-@respx.mock
-def test_once_failure_is_a_clear_message_and_exit_1(runner: CliRunner) -> None:
-    respx.get(f"{SIM_URL}/api/v3/klines").mock(
-        return_value=httpx.Response(400, json={"code": -1121, "msg": "Invalid symbol."})
+def test_once_failure_is_a_clear_message_and_exit_1(
+    runner: CliRunner, sim_server: SimServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text('[binance]\nsymbol = "BTC-USDT"\n', encoding="utf-8")  # not Binance's name
+    sim_url = f"http://127.0.0.1:{sim_server.port}"
+    result = runner.invoke(
+        main, ["--api-url", sim_url, "--simulate", "--once", "--config", str(path)]
     )
-    result = runner.invoke(main, ["--api-url", SIM_URL, "--once", "--config", os.devnull])
     assert result.exit_code == 1
     assert result.stdout == ""
     assert "cannot get a closed binance candle" in result.stderr

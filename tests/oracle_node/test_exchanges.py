@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -14,6 +15,7 @@ from oracle_node.errors import (
     TransientFetchError,
 )
 from oracle_node.exchanges import ADAPTERS, get_adapter, quote_of
+from oracle_node.exchanges.base import pair_of
 from tests.oracle_node.fakes import FORMING, NEWEST_CLOSED, SCENARIO_NOW, fixture
 
 binance = get_adapter("binance")
@@ -226,3 +228,95 @@ def test_garbage_is_malformed_not_a_price(venue: str, body: bytes) -> None:
     adapter = get_adapter(venue)
     with pytest.raises((MalformedResponseError, CandleNotYetAvailableError)):
         adapter.parse(body, adapter.default_symbol, NEWEST_CLOSED, SCENARIO_NOW)
+
+
+# --- pairs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("symbol", "pair"),
+    [
+        ("BTCUSDT", ("BTC", "USDT")),
+        ("XBTUSD", ("BTC", "USD")),
+        ("XXBTZUSD", ("BTC", "USD")),
+        ("BTC-USD", ("BTC", "USD")),
+        ("USDTUSD", ("USDT", "USD")),
+        ("USDT-USD", ("USDT", "USD")),
+        ("USDTZUSD", ("USDT", "USD")),
+    ],
+)
+def test_pairs_are_read_from_the_venue_symbol(symbol: str, pair: tuple[str, str]) -> None:
+    assert pair_of(symbol) == pair
+
+
+@pytest.mark.parametrize("symbol", ["ETHUSD", "USDTEUR", "BTCUSDC", "", "USD"])
+def test_other_pairs_are_refused(symbol: str) -> None:
+    with pytest.raises(ValueError, match="symbol"):
+        pair_of(symbol)
+
+
+def test_a_btc_symbol_must_price_btc() -> None:
+    with pytest.raises(ValueError, match="not a BTC pair"):
+        quote_of("USDTUSD")
+
+
+# --- hostile bodies that are not any venue's format (the simulator cannot send these) ---------
+
+
+@pytest.mark.parametrize("venue", ["binance", "coinbase", "kraken"])
+@pytest.mark.parametrize("depth", [40, 5_000, 200_000])
+def test_deeply_nested_json_is_refused_cleanly(venue: str, depth: int) -> None:
+    adapter = get_adapter(venue)
+    body = b"[" * depth + b"]" * depth
+    with pytest.raises(MalformedResponseError, match="nested too deeply"):
+        adapter.parse(body, adapter.default_symbol, NEWEST_CLOSED, SCENARIO_NOW)
+
+
+def test_deep_nesting_inside_a_real_looking_answer_is_refused() -> None:
+    deep = "[" * 30 + "1" + "]" * 30
+    body = f'{{"error":[],"result":{{"XXBTZUSD":[[1737383640,{deep}]],"last":1}}}}'.encode()
+    with pytest.raises(MalformedResponseError, match="nested too deeply"):
+        kraken.parse(body, "XBTUSD", NEWEST_CLOSED, SCENARIO_NOW)
+
+
+def test_an_error_body_nested_deeply_still_gives_a_short_message() -> None:
+    body = b'{"msg":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    message = binance.error_message(400, body)
+    assert len(message) < 300
+    assert message.startswith("Binance answered HTTP 400:")
+
+
+def test_a_flood_of_kraken_errors_is_quoted_briefly() -> None:
+    body = json.dumps({"error": ["EGeneral:Invalid arguments:" + "x" * 5000] * 1000}).encode()
+    with pytest.raises(PermanentFetchError) as caught:
+        kraken.parse(body, "XBTUSD", NEWEST_CLOSED, SCENARIO_NOW)
+    assert len(str(caught.value)) < 2000
+
+
+def test_kraken_error_that_is_not_a_list_is_malformed() -> None:
+    with pytest.raises(MalformedResponseError, match="'error' is not a list"):
+        kraken.parse(b'{"error":"EAPI:Rate limit exceeded"}', "XBTUSD", NEWEST_CLOSED, 0)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_standard_json_constants_are_refused(constant: str) -> None:
+    body = f"[[1737383640000,{constant}]]".encode()
+    with pytest.raises(MalformedResponseError, match=f"non-standard JSON constant {constant}"):
+        binance.parse(body, "BTCUSDT", NEWEST_CLOSED, SCENARIO_NOW)
+
+
+def test_an_html_page_is_malformed_and_quoted() -> None:
+    with pytest.raises(MalformedResponseError, match="body starts '<html>"):
+        coinbase.parse(b"<html><body>maintenance</body></html>", "BTC-USD", NEWEST_CLOSED, 0)
+
+
+def test_an_integer_of_ten_thousand_digits_is_refused() -> None:
+    body = ("[[" + "9" * 10_000 + "]]").encode()
+    with pytest.raises(MalformedResponseError):
+        coinbase.parse(body, "BTC-USD", NEWEST_CLOSED, SCENARIO_NOW)
+
+
+def test_more_rows_than_the_venue_ever_sends_are_refused() -> None:
+    rows = [[1737383640 - 60 * i, 1, 2, 1, 1, 1] for i in range(301)]
+    with pytest.raises(MalformedResponseError, match="never sends more than 300"):
+        coinbase.parse(json.dumps(rows).encode(), "BTC-USD", NEWEST_CLOSED, SCENARIO_NOW)

@@ -1,14 +1,15 @@
-"""Nodes against a fake exchange and the real in-process aggregator, on a fake clock.
+"""Nodes against the exchange simulator and the real in-process aggregator, on a fake clock.
 
 What a user would notice: the aggregator holds the close of the minute that just closed, a minute
 collected while the aggregator restarts is delivered (in order) once it is back, a lagging
 Coinbase minute is skipped rather than replaced by an older one, and three nodes give the mean.
+The venues are the simulator's (its httpx transport, no socket), so the formats checked here are
+the ones the simulate mode serves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from decimal import Decimal
@@ -23,14 +24,13 @@ from aggregator.config import AggregatorConfig
 from aggregator.server import create_server
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import format_minute
-from exchange_sim.app import SimApp
-from exchange_sim.config import SimConfig
 from oracle_node.config import Overrides, load_config
 from oracle_node.fetcher import CandleFetcher, Sleep
 from oracle_node.node import OracleNode
+from oracle_node.rates import RATE_FETCH_WINDOW
 from oracle_node.scheduler import MinuteScheduler, Tick
 from oracle_node.submitter import Submitter
-from tests.oracle_node.fakes import FakeClock, FakeExchange, fake_close
+from tests.oracle_node.fakes import SIM_URL, FakeClock, FlakyTransport, Simulator
 
 T0 = 1_800_000_000 - 1_800_000_000 % 60  # a minute boundary
 
@@ -44,7 +44,7 @@ class Aggregator:
         self.server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
-        config = AggregatorConfig(host="127.0.0.1", port=self.port, simulate=False)
+        config = AggregatorConfig(host="127.0.0.1", port=self.port, simulate=True)
         self.server, self.port = create_server(config, clock=self.clock)
         await self.server.start()
 
@@ -70,8 +70,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def exchange(clock: FakeClock) -> FakeExchange:
-    return FakeExchange(clock)
+def exchange(clock: FakeClock) -> Simulator:
+    return Simulator(clock)
 
 
 @pytest.fixture
@@ -83,15 +83,21 @@ async def aggregator(clock: FakeClock) -> AsyncIterator[Aggregator]:
 
 
 class Nodes:
-    """Builds nodes wired to the fake exchange and the aggregator; closes them at the end."""
+    """Builds simulate-mode nodes wired to the simulator and the aggregator; closes them after."""
 
-    def __init__(self, stack: AsyncExitStack, clock: FakeClock, exchange: FakeExchange) -> None:
+    def __init__(self, stack: AsyncExitStack, clock: FakeClock, exchange: Simulator) -> None:
         self.stack = stack
         self.clock = clock
         self.exchange = exchange
 
     async def make(
-        self, venue: str, port: int, node_id: str, *, scheduler_sleep: Sleep | None = None
+        self,
+        venue: str,
+        port: int,
+        node_id: str,
+        *,
+        scheduler_sleep: Sleep | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> tuple[OracleNode, Submitter]:
         config = load_config(
             None,
@@ -99,16 +105,20 @@ class Nodes:
                 exchange=venue,
                 node_id=node_id,
                 aggregator_url=f"http://127.0.0.1:{port}",
-                api_url="http://exchange.test",
+                api_url=SIM_URL,
+                simulate=True,
             ),
         )
         client = await self.stack.enter_async_context(
-            httpx.AsyncClient(transport=self.exchange.transport())
+            httpx.AsyncClient(transport=transport or self.exchange.transport)
         )
-        fetcher = CandleFetcher(client, config.exchange, clock=self.clock, sleep=self.clock.sleep)
+        fetcher = CandleFetcher(
+            client, config.exchange, simulate=True, clock=self.clock, sleep=self.clock.sleep
+        )
         submitter = Submitter(
             config.aggregator_target,
             node_id,
+            simulated=True,
             call_timeout=1.0,
             retries=0,
             sleep=self.clock.sleep,
@@ -119,7 +129,7 @@ class Nodes:
 
 
 @pytest.fixture
-async def nodes(clock: FakeClock, exchange: FakeExchange) -> AsyncIterator[Nodes]:
+async def nodes(clock: FakeClock, exchange: Simulator) -> AsyncIterator[Nodes]:
     async with AsyncExitStack() as stack:
         yield Nodes(stack, clock, exchange)
 
@@ -130,25 +140,26 @@ def tick_at(clock: FakeClock, boundary: int) -> Tick:
 
 
 async def test_node_submits_the_close_of_the_minute_just_closed(
-    clock: FakeClock, aggregator: Aggregator, nodes: Nodes
+    clock: FakeClock, exchange: Simulator, aggregator: Aggregator, nodes: Nodes
 ) -> None:
     node, submitter = await nodes.make("binance", aggregator.port, "oracle-node-1")
     tick = tick_at(clock, T0 + 60)
     candle = await node.collect(tick)
     assert candle is not None
-    assert candle.close == fake_close("binance", T0)
+    assert candle.close == exchange.close("binance", T0)
     assert submitter.pending == 0
 
     answer = await aggregator.price("binance")
     assert answer.success
+    assert answer.simulated
     assert answer.aggregate_minute == T0
-    assert Decimal(str(answer.aggregated_price)) == fake_close("binance", T0)
+    assert Decimal(str(answer.aggregated_price)) == exchange.close("binance", T0)
     assert answer.recent_prices[0].node_id == "oracle-node-1"
     assert answer.recent_prices[0].quote == "USDT"
 
 
 async def test_buffered_minute_survives_an_aggregator_restart(
-    clock: FakeClock, aggregator: Aggregator, nodes: Nodes
+    clock: FakeClock, exchange: Simulator, aggregator: Aggregator, nodes: Nodes
 ) -> None:
     node, submitter = await nodes.make("kraken", aggregator.port, "oracle-node-3")
     assert await node.collect(tick_at(clock, T0 + 60)) is not None
@@ -156,7 +167,7 @@ async def test_buffered_minute_survives_an_aggregator_restart(
     await aggregator.stop()
     with capture_logs() as down_logs:
         assert await node.collect(tick_at(clock, T0 + 120)) is not None
-    assert submitter.pending == 1
+    assert submitter.pending == 2  # the minute's BTC price and its USDT/USD rate
     assert "Cannot connect to gRPC Aggregator" in {entry["event"] for entry in down_logs}
 
     await aggregator.start()  # same port, empty memory
@@ -169,11 +180,12 @@ async def test_buffered_minute_survives_an_aggregator_restart(
     # The aggregator really holds the minute collected while it was down.
     again = await aggregator.submit(
         oracle_pb2.PriceRequest(
-            price=float(fake_close("kraken", T0 + 60)),
+            price=float(exchange.close("kraken", T0 + 60)),
             timestamp=T0 + 60,
             source="kraken",
             node_id="oracle-node-3",
             quote="USD",
+            simulated=True,
         )
     )
     assert again.success
@@ -181,7 +193,7 @@ async def test_buffered_minute_survives_an_aggregator_restart(
 
 
 async def test_three_nodes_give_the_mean_of_the_three_exchanges(
-    clock: FakeClock, aggregator: Aggregator, nodes: Nodes
+    clock: FakeClock, exchange: Simulator, aggregator: Aggregator, nodes: Nodes
 ) -> None:
     venues = ("binance", "coinbase", "kraken")
     made = [
@@ -195,20 +207,21 @@ async def test_three_nodes_give_the_mean_of_the_three_exchanges(
     assert answer.success
     assert answer.data_points == 3
     assert answer.aggregate_minute == T0
-    expected = sum(fake_close(venue, T0) for venue in venues) / 3
+    expected = sum(exchange.close(venue, T0) for venue in venues) / 3
     assert answer.aggregated_price == pytest.approx(float(expected), abs=1e-6)
     assert sorted(point.source for point in answer.recent_prices) == sorted(venues)
 
 
 async def test_lagging_coinbase_minute_is_skipped_not_replaced(
-    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+    clock: FakeClock, exchange: Simulator, aggregator: Aggregator, nodes: Nodes
 ) -> None:
     node, submitter = await nodes.make("coinbase", aggregator.port, "oracle-node-2")
-    exchange.coinbase_lag = 3  # the minute just closed is not published for the whole minute
+    exchange.faults(venue="coinbase", lag={"seconds": 180})  # not out for the whole minute
     boundary = T0 + 60
     with capture_logs() as logs:
         assert await node.collect(tick_at(clock, boundary)) is None
-    assert clock.now <= boundary + 45  # gave up at the configured deadline
+    # Gave up at the configured deadline; the rate then had its few seconds, no more.
+    assert clock.now <= boundary + 45 + RATE_FETCH_WINDOW
     assert "minute_skipped" in {entry["event"] for entry in logs}
     assert submitter.pending == 0
     assert not (await aggregator.price("coinbase")).success
@@ -245,7 +258,7 @@ async def test_shutdown_abandons_a_stuck_minute_within_the_grace_period(
     path.write_text("[oracle]\nshutdown_grace_seconds = 0.2\n", encoding="utf-8")
     config = load_config(
         path,
-        Overrides(aggregator_url=f"127.0.0.1:{aggregator.port}", api_url="http://exchange.test"),
+        Overrides(aggregator_url=f"127.0.0.1:{aggregator.port}", api_url=SIM_URL, simulate=True),
     )
     never, asked = asyncio.Event(), asyncio.Event()
 
@@ -256,8 +269,10 @@ async def test_shutdown_abandons_a_stuck_minute_within_the_grace_period(
 
     stop = asyncio.Event()
     async with httpx.AsyncClient(transport=httpx.MockTransport(hanging_exchange)) as client:
-        fetcher = CandleFetcher(client, config.exchange, clock=clock, sleep=clock.sleep)
-        submitter = Submitter(config.aggregator_target, config.node_id)
+        fetcher = CandleFetcher(
+            client, config.exchange, simulate=True, clock=clock, sleep=clock.sleep
+        )
+        submitter = Submitter(config.aggregator_target, config.node_id, simulated=True)
         scheduler = MinuteScheduler(clock=clock, sleep=clock.sleep)
         node = OracleNode(config, fetcher, submitter, scheduler, clock=clock)
         with capture_logs() as logs:
@@ -272,20 +287,10 @@ async def test_shutdown_abandons_a_stuck_minute_within_the_grace_period(
 
 
 async def test_an_unexpected_error_costs_one_minute_not_the_node(
-    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+    clock: FakeClock, exchange: Simulator, aggregator: Aggregator, nodes: Nodes
 ) -> None:
     stop = asyncio.Event()
-    answer = exchange.handle
-    calls = 0
-
-    def broken_once(request: httpx.Request) -> httpx.Response:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("an answer nobody foresaw")
-        return answer(request)
-
-    exchange.handle = broken_once  # type: ignore[method-assign]
+    broken_once = FlakyTransport(exchange.transport, [RuntimeError("an answer nobody foresaw")])
 
     async def sleep_then_stop(seconds: float) -> None:
         await clock.sleep(seconds)
@@ -293,7 +298,11 @@ async def test_an_unexpected_error_costs_one_minute_not_the_node(
             stop.set()
 
     node, _ = await nodes.make(
-        "binance", aggregator.port, "oracle-node-1", scheduler_sleep=sleep_then_stop
+        "binance",
+        aggregator.port,
+        "oracle-node-1",
+        scheduler_sleep=sleep_then_stop,
+        transport=broken_once,
     )
     with capture_logs() as logs:
         await asyncio.wait_for(node.run(stop), timeout=10)
@@ -306,15 +315,15 @@ async def test_an_unexpected_error_costs_one_minute_not_the_node(
 
 
 async def test_buffer_is_delivered_in_a_minute_whose_fetch_fails(
-    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+    clock: FakeClock, exchange: Simulator, aggregator: Aggregator, nodes: Nodes
 ) -> None:
     node, submitter = await nodes.make("kraken", aggregator.port, "oracle-node-3")
     await aggregator.stop()
     assert await node.collect(tick_at(clock, T0 + 60)) is not None  # minute A, buffered
-    assert submitter.pending == 1
+    assert submitter.pending == 2  # its BTC price and its USDT/USD rate
 
     await aggregator.start()
-    exchange.down = True  # minute B: the exchange fails until the deadline
+    exchange.faults(venue="kraken", http_5xx={})  # minute B: Kraken fails until the deadline
     with capture_logs() as logs:
         assert await node.collect(tick_at(clock, T0 + 120)) is None
     events = [entry["event"] for entry in logs]
@@ -325,15 +334,15 @@ async def test_buffer_is_delivered_in_a_minute_whose_fetch_fails(
 
 
 async def test_a_lagging_coinbase_minute_is_backfilled_in_order(
-    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+    clock: FakeClock, exchange: Simulator, aggregator: Aggregator, nodes: Nodes
 ) -> None:
     node, submitter = await nodes.make("coinbase", aggregator.port, "oracle-node-2")
-    exchange.coinbase_lag = 3  # minute A (T0) is not out by its deadline
+    exchange.faults(venue="coinbase", lag={"seconds": 180})  # minute A (T0) is not out in time
     with capture_logs() as skipped_logs:
         assert await node.collect(tick_at(clock, T0 + 60)) is None
     assert "minute_skipped" in {entry["event"] for entry in skipped_logs}
 
-    exchange.coinbase_lag = 0  # Coinbase catches up: A and B are both in the next answer
+    exchange.faults(venue="coinbase", lag=None)  # caught up: A and B are in the next answer
     with capture_logs() as logs:
         candle = await node.collect(tick_at(clock, T0 + 120))
     assert candle is not None
@@ -346,11 +355,12 @@ async def test_a_lagging_coinbase_minute_is_backfilled_in_order(
 
     late = await aggregator.submit(
         oracle_pb2.PriceRequest(
-            price=float(fake_close("coinbase", T0)),
+            price=float(exchange.close("coinbase", T0)),
             timestamp=T0,
             source="coinbase",
             node_id="oracle-node-2",
             quote="USD",
+            simulated=True,
         )
     )
     assert late.duplicate  # the aggregator holds the late minute
@@ -364,13 +374,7 @@ async def test_simulated_coinbase_lag_of_70_s_loses_no_minute(
 ) -> None:
     # Each minute appears 70 s after its close, 25 s past the fetch deadline: every minute is
     # skipped in its own cycle and taken from the next cycle's answer.
-    sim = SimApp(SimConfig(coinbase_lag_seconds=70.0), clock=clock)
-
-    def simulator(request: httpx.Request) -> httpx.Response:
-        answer = sim.handle("GET", request.url.raw_path.decode(), {"user-agent": "tests"})
-        return httpx.Response(answer.status, content=answer.body)
-
-    nodes.exchange.handle = simulator  # type: ignore[method-assign]
+    sim = Simulator(clock, coinbase_lag_seconds=70.0)
     stop = asyncio.Event()
 
     async def sleep_then_stop(seconds: float) -> None:
@@ -379,7 +383,11 @@ async def test_simulated_coinbase_lag_of_70_s_loses_no_minute(
             stop.set()
 
     node, _ = await nodes.make(
-        "coinbase", aggregator.port, "oracle-node-2", scheduler_sleep=sleep_then_stop
+        "coinbase",
+        aggregator.port,
+        "oracle-node-2",
+        scheduler_sleep=sleep_then_stop,
+        transport=sim.transport,
     )
     with capture_logs() as logs:
         await asyncio.wait_for(node.run(stop), timeout=10)
@@ -393,18 +401,17 @@ async def test_simulated_coinbase_lag_of_70_s_loses_no_minute(
     answer = await aggregator.price("coinbase")
     assert answer.success
     assert answer.aggregate_minute == T0 + 120
-    close = sim.handle("GET", f"/_sim/close?venue=coinbase&minute={T0 + 120}", {})
-    assert Decimal(str(answer.aggregated_price)) == Decimal(json.loads(close.body)["close"])
+    assert Decimal(str(answer.aggregated_price)) == sim.close("coinbase", T0 + 120)
 
 
 async def test_backfill_keeps_only_the_last_five_recent_skipped_minutes(
-    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+    clock: FakeClock, exchange: Simulator, aggregator: Aggregator, nodes: Nodes
 ) -> None:
     node, _ = await nodes.make("coinbase", aggregator.port, "oracle-node-2")
-    exchange.coinbase_lag = 30
+    exchange.faults(venue="coinbase", lag={"seconds": 1800})
     for i in range(7):  # T0 .. T0+360 skipped
         assert await node.collect(tick_at(clock, T0 + 60 * (i + 1))) is None
-    exchange.coinbase_lag = 0  # every one of them is in the next answer
+    exchange.faults(venue="coinbase", lag=None)  # every one of them is in the next answer
     with capture_logs() as logs:
         await node.collect(tick_at(clock, T0 + 480))
     backfilled = [entry["minute"] for entry in logs if entry["event"] == "minute_backfilled"]
@@ -412,12 +419,12 @@ async def test_backfill_keeps_only_the_last_five_recent_skipped_minutes(
 
 
 async def test_a_skipped_minute_too_old_for_the_aggregator_is_not_backfilled(
-    clock: FakeClock, exchange: FakeExchange, aggregator: Aggregator, nodes: Nodes
+    clock: FakeClock, exchange: Simulator, aggregator: Aggregator, nodes: Nodes
 ) -> None:
     node, _ = await nodes.make("coinbase", aggregator.port, "oracle-node-2")
-    exchange.coinbase_lag = 30
+    exchange.faults(venue="coinbase", lag={"seconds": 1800})
     assert await node.collect(tick_at(clock, T0 + 60)) is None  # T0 skipped
-    exchange.coinbase_lag = 0
+    exchange.faults(venue="coinbase", lag=None)
     with capture_logs() as logs:  # nine minutes later: T0 is in the answer but too old
         assert await node.collect(tick_at(clock, T0 + 600)) is not None
     assert "minute_backfilled" not in {entry["event"] for entry in logs}

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
 
 import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from common.proto import oracle_pb2, oracle_pb2_grpc
+from common.grpc_client import ChannelSecurity
+from common.proto import oracle_pb2_grpc
+from common.tls import channel_credentials, server_credentials
 from oracle_node.candle import Candle
 from oracle_node.submitter import Observation, Submitter
+from tests.oracle_node.aggregators import FakeAggregator
 
 T0 = 1_800_000_000 - 1_800_000_000 % 60
 
@@ -21,46 +25,6 @@ def observation(minute: int, close: str = "100000.5") -> Observation:
     price = Decimal(close)
     candle = Candle("coinbase", "BTC-USD", "USD", minute, price, price, price, price)
     return Observation(candle=candle, collected_at=minute + 60.2)
-
-
-class RecordingServicer(oracle_pb2_grpc.OracleServiceServicer):
-    """Stores what it is sent; `refuse` makes SubmitPrice abort with that status instead."""
-
-    def __init__(self) -> None:
-        self.received: list[oracle_pb2.PriceRequest] = []
-        self.refuse: grpc.StatusCode | None = None
-        self.success = True
-
-    async def SubmitPrice(
-        self, request: oracle_pb2.PriceRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> oracle_pb2.PriceResponse:
-        if self.refuse is not None:
-            await context.abort(self.refuse, "refused by the test")
-        self.received.append(request)
-        return oracle_pb2.PriceResponse(success=self.success, message="Price data received")
-
-    async def HealthCheck(
-        self, request: oracle_pb2.HealthRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> oracle_pb2.HealthResponse:
-        return oracle_pb2.HealthResponse(healthy=True, version="test", simulated=False)
-
-
-class FakeAggregator:
-    def __init__(self) -> None:
-        self.servicer = RecordingServicer()
-        self.port = 0
-        self.server: grpc.aio.Server | None = None
-
-    async def start(self) -> None:
-        self.server = grpc.aio.server()
-        oracle_pb2_grpc.add_OracleServiceServicer_to_server(self.servicer, self.server)
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{self.port}")
-        await self.server.start()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop(grace=None)
-            self.server = None
 
 
 @pytest.fixture
@@ -129,12 +93,13 @@ async def test_outage_keeps_order_and_drops_oldest_when_full(aggregator: FakeAgg
 
     await aggregator.start()  # same port
     try:
-        # The channel reconnects within its short backoff; each flush is one minute's attempt.
+        # The channel reconnects within its short backoff (at most 2 s between attempts, where
+        # gRPC's own default grows to 120 s); each flush is one minute's attempt. The 10 s bound
+        # leaves room for a loaded machine.
         delivered = 0
-        for _ in range(20):
+        deadline = time.monotonic() + 10
+        while submitter.pending and time.monotonic() < deadline:
             delivered += await submitter.flush()
-            if not submitter.pending:
-                break
     finally:
         await submitter.close()
     assert delivered == 3
@@ -203,3 +168,37 @@ async def test_close_reports_what_is_lost(aggregator: FakeAggregator) -> None:
         await sender.close()
     assert logs[-1]["event"] == "unsent_observations_lost"
     assert logs[-1]["pending"] == 1
+
+
+async def test_the_submitter_speaks_tls_when_given_credentials(tmp_path: Path) -> None:
+    # The TLS seam of common.grpc_client, end to end: the same Submitter, a ChannelSecurity made
+    # from common.tls's credentials, a loopback aggregator that only speaks TLS.
+    trustme = pytest.importorskip("trustme")
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    (tmp_path / "server.pem").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    (tmp_path / "server.key").chmod(0o600)
+
+    fake = FakeAggregator()
+    fake.server = grpc.aio.server()
+    oracle_pb2_grpc.add_OracleServiceServicer_to_server(fake.servicer, fake.server)
+    port = fake.server.add_secure_port(
+        "127.0.0.1:0", server_credentials(tmp_path / "server.pem", tmp_path / "server.key")
+    )
+    await fake.server.start()
+    security = ChannelSecurity(credentials=channel_credentials(tmp_path / "ca.pem"))
+    sender = Submitter(f"127.0.0.1:{port}", "oracle-node-2", security=security, retries=0)
+    plain = Submitter(f"127.0.0.1:{port}", "oracle-node-2", call_timeout=0.5, retries=0)
+    try:
+        sender.enqueue(observation(T0))
+        assert await sender.flush() == 1
+        plain.enqueue(observation(T0 + 60))
+        assert await plain.flush() == 0  # plaintext never reaches a TLS-only aggregator
+    finally:
+        await sender.close()
+        await plain.close()
+        await fake.stop()
+    assert [request.timestamp for request in fake.servicer.received] == [T0]

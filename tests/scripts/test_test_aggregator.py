@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -127,6 +128,31 @@ def test_unreachable_aggregator_exits_3_with_a_hint(capsys: pytest.CaptureFixtur
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("UNREACHABLE: cannot reach the aggregator")
     assert "run_multi_nodes.sh" in err
+
+
+def test_a_port_that_never_answers_is_unreachable_well_before_the_timeout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Issue 15: a probe of a down aggregator waited out its whole deadline. Here something holds
+    # the port and accepts connections but never speaks gRPC (a hung or foreign process).
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        started = time.monotonic()
+        code, _, err = _run(["--target", f"127.0.0.1:{port}", "--timeout", "10"], capsys)
+        took = time.monotonic() - started
+    finally:
+        listener.close()
+    assert code == 3
+    assert err.startswith("UNREACHABLE: cannot reach the aggregator")
+    assert took < 5  # the probe's connect timeout, not the 10 s deadline
+
+
+def test_nothing_listening_is_unreachable_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    code, _, _ = _run(["--target", f"127.0.0.1:{free_port()}", "--timeout", "10"], capsys)
+    assert code == 3
+    assert time.monotonic() - started < 2
 
 
 def test_original_aggregator_without_the_new_fields_still_reads(
@@ -257,6 +283,8 @@ def test_runs_with_bindings_generated_from_the_original_contract(tmp_path: Path)
     (tmp_path / "common" / "proto").mkdir(parents=True)
     (tmp_path / "common" / "__init__.py").write_text("")
     (tmp_path / "common" / "proto" / "__init__.py").write_text("")
+    # The probe's one gRPC client imports nothing else of `common`: it goes beside the bindings.
+    shutil.copy(REPO_ROOT / "src" / "common" / "grpc_client.py", tmp_path / "common")
     status = grpc_tools.main(
         [
             "protoc",

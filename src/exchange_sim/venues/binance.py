@@ -1,5 +1,7 @@
 """Binance `GET /api/v3/klines` as the real API answers it, for BTCUSDT 1-minute candles.
 
+Also `BTCUSD` and `USDTUSD`, the Binance.US pairs (same API at another host).
+
 Rows are 12-field arrays, oldest first, keyed by open time in ms, prices as 8-decimal strings; a
 request that reaches "now" gets the forming minute as its last row. Parameters follow the docs:
 `symbol`, `interval`, `limit` (default 500, capped at 1000), `startTime` / `endTime` in ms (with
@@ -11,17 +13,26 @@ Simulator limit: only `interval=1m` is served; other intervals get Binance's "In
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 from typing import Final
 
 from common.timeutil import MINUTE, minute_floor
 
-from ..market import Candle, Market, PriceOverrides
+from ..market import Candle
 from ..responses import Query, RejectedRequest, SimResponse, first, json_response
+from ..tamper import RowFields
+from .base import CandleAsk
 
 VENUE: Final = "binance"
 PATH: Final = "/api/v3/klines"
-SYMBOLS: Final = frozenset({"BTCUSDT", "BTCUSD"})
+# Symbol -> series (prices.SERIES). BTCUSD and USDTUSD are Binance.US pairs; both APIs are one.
+SYMBOLS: Final[dict[str, str]] = {
+    "BTCUSDT": "binance",
+    "BTCUSD": "binance",
+    "USDTUSD": "binance:USDT",
+}
+FIELDS: Final = RowFields(time=0, open=1, high=2, low=3, close=4, time_unit=1000)
 DEFAULT_LIMIT: Final = 500
 MAX_LIMIT: Final = 1000
 WEIGHT_PER_CALL: Final = 2
@@ -37,7 +48,22 @@ SERVER_ERROR: Final = {
     "code": -1001,
     "msg": "Internal error; unable to process your request. Please try again.",
 }
+RESTRICTED_LOCATION: Final = {
+    "code": 0,
+    "msg": "Service unavailable from a restricted location according to 'b. Eligibility' in "
+    "https://www.binance.com/en/terms. Please contact customer service if you believe you "
+    "received this message in error.",
+}
 _PRICE_QUANTUM: Final = Decimal("0.00000001")
+
+
+def banned_body(until_ms: int) -> dict[str, object]:
+    """Binance's 418 body: the IP is banned until `until_ms`."""
+    return {
+        "code": -1003,
+        "msg": f"Way too much request weight used; IP banned until {until_ms}. Please use "
+        "WebSocket Streams for live updates to avoid bans.",
+    }
 
 
 def _missing(name: str) -> dict[str, object]:
@@ -67,13 +93,17 @@ def _int_param(query: Query, name: str) -> int | None:
     return int(raw)
 
 
-def _minute_range(query: Query, now: float) -> range:
-    """The open times (seconds) of the rows to send, oldest first, as Binance selects them."""
+def _series(query: Query) -> str:
     symbol = first(query, "symbol")
     if not symbol:
         raise _reject(_missing("symbol"))
     if symbol not in SYMBOLS:
         raise _reject(INVALID_SYMBOL)
+    return SYMBOLS[symbol]
+
+
+def _minute_range(query: Query, now: float) -> range:
+    """The open times (seconds) of the rows to send, oldest first, as Binance selects them."""
     interval = first(query, "interval")
     if not interval:
         raise _reject(_missing("interval"))
@@ -97,14 +127,65 @@ def _minute_range(query: Query, now: float) -> range:
     return range(first_minute, last_minute + 1, MINUTE)
 
 
-def klines(query: Query, now: float, market: Market, overrides: PriceOverrides) -> SimResponse:
-    """Answer one klines request the way api.binance.com does."""
-    try:
-        minutes = _minute_range(query, now)
-    except RejectedRequest as rejected:
-        return rejected.response
-    rows = [_row(market.candle(VENUE, minute, now, overrides)) for minute in minutes]
-    return json_response(200, rows)
+class BinanceVenue:
+    """api.binance.com (and Binance.US): klines, server time, ping, its used-weight header."""
+
+    name = VENUE
+    default_lag_seconds = 0.0
+
+    def __init__(self) -> None:
+        self._weight_lock = threading.Lock()
+        self._weight_minute = 0
+        self._weight_used = 0
+
+    def serves(self, path: str) -> bool:
+        """`/api/v3/klines`."""
+        return path == PATH
+
+    def candles(self, ask: CandleAsk) -> SimResponse:
+        """Answer one klines request the way api.binance.com does."""
+        try:
+            series = _series(ask.query)
+            minutes = _minute_range(ask.query, ask.now)
+        except RejectedRequest as rejected:
+            return rejected.response
+        return json_response(200, ask.rows(series, minutes, _row, FIELDS))
+
+    def info(self, path: str, now: float) -> SimResponse | None:
+        """`/api/v3/time` (clients judge "closed" by it) and `/api/v3/ping`."""
+        if path == "/api/v3/time":
+            return json_response(200, {"serverTime": int(now * 1000)})
+        if path == "/api/v3/ping":
+            return json_response(200, {})
+        return None
+
+    def rate_limited(self, retry_after: int | str) -> SimResponse:
+        """HTTP 429 with Retry-After and the -1003 body."""
+        return json_response(429, RATE_LIMITED, (("Retry-After", str(retry_after)),))
+
+    def banned(self, retry_after: int | str, now: float) -> SimResponse:
+        """HTTP 418: the IP is auto-banned for ignoring 429s (2 minutes to 3 days)."""
+        seconds = retry_after if isinstance(retry_after, int) else 120  # a verbatim header
+        until_ms = int((now + min(seconds, 10**9)) * 1000)
+        return json_response(418, banned_body(until_ms), (("Retry-After", str(retry_after)),))
+
+    def geo_blocked(self) -> SimResponse:
+        """HTTP 451, restricted location (US IPs, some cloud hosts)."""
+        return json_response(451, RESTRICTED_LOCATION)
+
+    def server_error(self, status: int) -> SimResponse:
+        """Binance's -1001 internal error body."""
+        return json_response(status, SERVER_ERROR)
+
+    def finish(self, response: SimResponse, now: float) -> SimResponse:
+        """Every klines answer reports the IP's request weight used this minute."""
+        with self._weight_lock:
+            minute = minute_floor(now)
+            if minute != self._weight_minute:
+                self._weight_minute, self._weight_used = minute, 0
+            self._weight_used += WEIGHT_PER_CALL
+            used = self._weight_used
+        return response.with_headers(("x-mbx-used-weight-1m", str(used)))
 
 
 def _price(value: Decimal) -> str:

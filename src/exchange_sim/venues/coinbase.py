@@ -1,5 +1,7 @@
 """Coinbase Exchange `GET /products/BTC-USD/candles` as the real API answers it, 1-minute buckets.
 
+Also `USDT-USD`, the USDT/USD rate, in the same format.
+
 Rows are `[time, low, high, open, close, volume]` (note the order), every field a JSON number,
 newest first, `time` the bucket start in seconds. The forming minute is the first row. The
 quirk that bites clients is the lag: a closed minute is only published `lag_seconds` after its
@@ -8,32 +10,36 @@ already there. Parameters: `granularity` (seconds), `start` / `end` (ISO 8601 or
 if either is missing both are ignored and the range ends now); at most 300 buckets. Requests
 without a User-Agent are refused as Coinbase refuses them. Errors are `{"message": ...}`.
 
-Simulator limits: only BTC-USD and `granularity=60` are served (a missing granularity means 60).
+Simulator limits: only BTC-USD, USDT-USD and `granularity=60` are served (a missing granularity
+means 60). A 5xx comes as Coinbase's JSON error; a geo-block as Cloudflare's 403 page.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Final
 
 from common.timeutil import MINUTE, minute_floor
 
-from ..market import Candle, Market, PriceOverrides
+from ..market import Candle
 from ..responses import (
     Query,
     RejectedRequest,
     SimResponse,
     first,
+    html_response,
     json_response,
-    raw_json_response,
 )
+from ..tamper import RowFields
+from .base import CandleAsk
 
 VENUE: Final = "coinbase"
 PATH_PREFIX: Final = "/products/"
 PATH_SUFFIX: Final = "/candles"
-PRODUCTS: Final = frozenset({"BTC-USD"})
+# Product -> series (prices.SERIES).
+PRODUCTS: Final[dict[str, str]] = {"BTC-USD": "coinbase", "USDT-USD": "coinbase:USDT"}
+FIELDS: Final = RowFields(time=0, low=1, high=2, open=3, close=4)
 GRANULARITIES: Final = frozenset({60, 300, 900, 3600, 21600, 86400})
 MAX_BUCKETS: Final = 300
 
@@ -46,6 +52,11 @@ TOO_MANY_BUCKETS: Final = {
 }
 RATE_LIMITED: Final = {"message": "Public rate limit exceeded"}
 SERVER_ERROR: Final = {"message": "Internal server error"}
+CLOUDFLARE_BLOCKED: Final = (
+    "<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head>"
+    "<body><h1>Sorry, you have been blocked</h1><p>You are unable to access "
+    "api.exchange.coinbase.com</p></body></html>"
+)
 
 
 def product_of(path: str) -> str | None:
@@ -73,8 +84,6 @@ def _parse_time(name: str, raw: str) -> float:
 
 def _minute_range(product: str, query: Query, headers: Mapping[str, str], now: float) -> range:
     """The bucket start times to consider, newest first, or the error Coinbase would send."""
-    if product not in PRODUCTS:
-        raise RejectedRequest(json_response(404, NOT_FOUND))
     if not headers.get("user-agent"):
         raise RejectedRequest(json_response(400, USER_AGENT_REQUIRED))
     raw_granularity = first(query, "granularity") or "60"
@@ -100,43 +109,56 @@ def _minute_range(product: str, query: Query, headers: Mapping[str, str], now: f
     return range(last_minute, first_minute - 1, -MINUTE)
 
 
-def candles(
-    product: str,
-    query: Query,
-    headers: Mapping[str, str],
-    *,
-    now: float,
-    market: Market,
-    overrides: PriceOverrides,
-    lag_seconds: float,
-) -> SimResponse:
-    """Answer one candles request the way api.exchange.coinbase.com does."""
-    try:
-        minutes = _minute_range(product, query, headers, now)
-    except RejectedRequest as rejected:
-        return rejected.response
-    forming = minute_floor(now)
-    rows = [
-        _row(market.candle(VENUE, minute, now, overrides))
-        for minute in minutes
-        # The lag: a closed minute appears only lag_seconds after its close.
-        if minute == forming or minute + MINUTE + lag_seconds <= now
-    ]
-    return raw_json_response(200, "[" + ",".join(rows) + "]")
+class CoinbaseVenue:
+    """api.exchange.coinbase.com: product candles, newest first, published late."""
+
+    name = VENUE
+
+    def __init__(self, lag_seconds: float) -> None:
+        self.default_lag_seconds = lag_seconds
+
+    def serves(self, path: str) -> bool:
+        """`/products/<product>/candles`."""
+        return product_of(path) is not None
+
+    def candles(self, ask: CandleAsk) -> SimResponse:
+        """Answer one candles request the way api.exchange.coinbase.com does."""
+        product = product_of(ask.path) or ""
+        series = PRODUCTS.get(product)
+        if series is None:
+            return json_response(404, NOT_FOUND)
+        try:
+            minutes = _minute_range(product, ask.query, ask.headers, ask.now)
+        except RejectedRequest as rejected:
+            return rejected.response
+        # The lag: a closed minute appears only lag_seconds after its close (`ask.published`).
+        return json_response(200, ask.rows(series, minutes, _row, FIELDS))
+
+    def info(self, path: str, now: float) -> SimResponse | None:
+        """No other endpoint is simulated."""
+        return None
+
+    def rate_limited(self, retry_after: int | str) -> SimResponse:
+        """HTTP 429 with Retry-After."""
+        return json_response(429, RATE_LIMITED, (("Retry-After", str(retry_after)),))
+
+    def banned(self, retry_after: int | str, now: float) -> SimResponse:
+        """Coinbase has no ban status: a banned client keeps getting 429s."""
+        return self.rate_limited(retry_after)
+
+    def geo_blocked(self) -> SimResponse:
+        """Cloudflare's block page, HTTP 403."""
+        return html_response(403, CLOUDFLARE_BLOCKED)
+
+    def server_error(self, status: int) -> SimResponse:
+        """Coinbase's JSON error body."""
+        return json_response(status, SERVER_ERROR)
+
+    def finish(self, response: SimResponse, now: float) -> SimResponse:
+        """No venue headers."""
+        return response
 
 
-def _number(value: Decimal) -> str:
-    """A JSON number without trailing zeros or exponent, as Coinbase prints them."""
-    return format(value.normalize(), "f")
-
-
-def _row(candle: Candle) -> str:
-    fields = [
-        str(candle.minute),
-        _number(candle.low),
-        _number(candle.high),
-        _number(candle.open),
-        _number(candle.close),
-        _number(candle.volume),
-    ]
-    return "[" + ",".join(fields) + "]"
+def _row(candle: Candle) -> list[object]:
+    """`[time, low, high, open, close, volume]`, every field a JSON number (Decimals, no floats)."""
+    return [candle.minute, candle.low, candle.high, candle.open, candle.close, candle.volume]

@@ -6,18 +6,49 @@ candle, errors inside HTTP 200) lives in one small, offline-testable place. The 
 network, the retries and the status codes common to every venue. What the venues share (finding the
 row that opened at a minute, reading its prices as `Decimal`) is here, driven by each venue's
 `RowLayout`.
+
+Every answer is read as a hostile venue might write it: JSON nested deeper than any venue nests it,
+non-standard constants (`NaN`, `Infinity`), prices that are not finite numbers or have absurdly
+many digits, rows of the wrong length, in the wrong order, for the same minute twice or from the
+future: each is a `MalformedResponseError` naming what was wrong, never a guess and never a
+traceback. Quoted pieces of a bad answer are cut short (`preview`), so a hostile body cannot flood
+the log.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import reprlib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Protocol
+from typing import Final, Protocol
 
 from common.timeutil import MINUTE
 from oracle_node.candle import Candle
 from oracle_node.errors import CandleNotYetAvailableError, MalformedResponseError
+
+# No venue nests its answer more than four levels deep (Kraken: object, result, pair, row).
+MAX_JSON_DEPTH: Final = 16
+# A price with more digits than this is not a price any venue quotes (Binance: 8 decimals).
+MAX_PRICE_DIGITS: Final = 32
+
+BTC: Final = "BTC"
+USDT: Final = "USDT"
+_BTC_NAMES: Final = ("XXBT", "XBT", "BTC")
+_USD_NAMES: Final = ("USD", "ZUSD")
+
+_preview = reprlib.Repr()
+_preview.maxlevel = 3
+_preview.maxstring = 80
+_preview.maxother = 80
+_preview.maxlist = 8
+_preview.maxdict = 8
+
+
+def preview(value: object) -> str:
+    """A short, bounded repr of a piece of an answer, safe for any size or depth."""
+    return _preview.repr(value)
 
 
 @dataclass(frozen=True)
@@ -54,50 +85,126 @@ class ExchangeAdapter(Protocol):
         ...
 
 
+def pair_of(symbol: str) -> tuple[str, str]:
+    """(base, quote) of a venue symbol: `BTCUSDT` -> (BTC, USDT), `USDT-USD` -> (USDT, USD).
+
+    The oracle prices two things: BTC in USD or USDT, and USDT in USD (the rate that converts
+    USDT-quoted BTC prices). Any other pair is refused, so a mistyped symbol never yields a
+    price of something else.
+    """
+    compact = symbol.replace("-", "").replace("/", "").upper()
+    if compact.startswith(USDT):
+        if compact[len(USDT) :] in _USD_NAMES:
+            return USDT, "USD"
+        raise ValueError(f"symbol {symbol!r} is not a USDT/USD pair")
+    base = next((name for name in _BTC_NAMES if compact.startswith(name)), None)
+    if base is None:
+        raise ValueError(f"symbol {symbol!r} is not a BTC pair (BTC or XBT) nor USDT/USD")
+    rest = compact[len(base) :]
+    if rest in ("USDT", "ZUSDT"):
+        return BTC, "USDT"
+    if rest in _USD_NAMES:
+        return BTC, "USD"
+    raise ValueError(f"symbol {symbol!r} is not quoted in USD or USDT")
+
+
 def quote_of(symbol: str) -> str:
     """The quote currency of a BTC pair symbol (`BTCUSDT`, `BTC-USD`, `XBTUSD`): USDT or USD.
 
     Binance's default pair is USDT-quoted while Coinbase and Kraken quote USD; the aggregator needs
-    to know which, so a symbol with another quote is refused at configuration time.
+    to know which, so a symbol with another quote (or of another asset) is refused at
+    configuration time.
     """
-    compact = symbol.replace("-", "").replace("/", "").upper()
-    if compact.endswith("USDT"):
-        return "USDT"
-    if compact.endswith("USD"):
-        return "USD"
-    raise ValueError(f"symbol {symbol!r} is not quoted in USD or USDT")
+    base, quote = pair_of(symbol)
+    if base != BTC:
+        raise ValueError(f"symbol {symbol!r} is not a BTC pair; a node's symbol prices BTC")
+    return quote
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def load_json(body: bytes, display_name: str) -> object:
-    """Decode a body with numbers as `Decimal`, so Coinbase's JSON numbers never become floats."""
+    """Decode a body with numbers as `Decimal`, so Coinbase's JSON numbers never become floats.
+
+    Refused: anything that is not JSON (with the start of the body, e.g. an HTML page), the
+    constants `NaN`/`Infinity` that Python's parser would otherwise accept, and nesting deeper
+    than `MAX_JSON_DEPTH` (deep enough to crash the parser is refused the same way).
+    """
     try:
-        return json.loads(body, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
+        decoded = json.loads(body, parse_float=Decimal, parse_constant=_no_constants)
+    except RecursionError:
         raise MalformedResponseError(
-            f"Failed to parse {display_name} JSON response ({exc}); "
+            f"{display_name} answer is nested too deeply to be a candle answer (over "
+            f"{MAX_JSON_DEPTH} levels)"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        start = body[:80].decode("utf-8", errors="replace")
+        raise MalformedResponseError(
+            f"Failed to parse {display_name} JSON response ({exc}); body starts {start!r}; "
             "check network connection and API availability"
         ) from exc
+    if json_depth(decoded) > MAX_JSON_DEPTH:
+        raise MalformedResponseError(
+            f"{display_name} answer is nested too deeply to be a candle answer (over "
+            f"{MAX_JSON_DEPTH} levels)"
+        )
+    return decoded
+
+
+def json_depth(value: object) -> int:
+    """How deeply lists and objects nest in `value` (a scalar: 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: list[object] | None = None
+        if isinstance(item, list):
+            children = item
+        elif isinstance(item, dict):
+            children = list(item.values())
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def to_decimal(value: object, what: str, display_name: str) -> Decimal:
-    """A price field as `Decimal`, whether the venue sent a string or a JSON number."""
+    """A price field as a finite `Decimal`, whether the venue sent a string or a JSON number."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise MalformedResponseError(f"{display_name} {what} is not a number: {value!r}")
+        raise MalformedResponseError(f"{display_name} {what} is not a number: {preview(value)}")
+    if isinstance(value, str) and len(value) > MAX_PRICE_DIGITS + 8:
+        raise MalformedResponseError(f"{display_name} {what} is too long: {preview(value)}")
     try:
-        return Decimal(value)
-    except InvalidOperation as exc:
-        raise MalformedResponseError(f"{display_name} {what} is not a number: {value!r}") from exc
+        number = Decimal(value)
+    except (InvalidOperation, ValueError) as exc:
+        raise MalformedResponseError(
+            f"{display_name} {what} is not a number: {preview(value)}"
+        ) from exc
+    if not number.is_finite():
+        raise MalformedResponseError(
+            f"{display_name} {what} is not a finite number: {preview(value)}"
+        )
+    if len(number.as_tuple().digits) > MAX_PRICE_DIGITS:
+        raise MalformedResponseError(
+            f"{display_name} {what} has more digits than any price: {preview(value)}"
+        )
+    return number
 
 
 def to_int(value: object, what: str, display_name: str) -> int:
     """A time field as `int`; JSON booleans and fractions are refused rather than truncated."""
     if isinstance(value, bool):
-        raise MalformedResponseError(f"{display_name} {what} is not an integer: {value!r}")
+        raise MalformedResponseError(f"{display_name} {what} is not an integer: {preview(value)}")
     if isinstance(value, int):
         return value
-    if isinstance(value, Decimal) and value == value.to_integral_value():
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
         return int(value)
-    raise MalformedResponseError(f"{display_name} {what} is not an integer: {value!r}")
+    raise MalformedResponseError(f"{display_name} {what} is not an integer: {preview(value)}")
 
 
 @dataclass(frozen=True)
@@ -105,8 +212,11 @@ class RowLayout:
     """Where one venue's candle rows keep each field; column 0 is always the open time.
 
     `row` and `time` are the venue's own words for a row and for column 0, so an error names them
-    as its documentation does; `length` is the fewest columns a row may have; `time_unit` is what
-    one second of open time counts (Binance: ms).
+    as its documentation does; `length` is the exact number of columns its documentation gives
+    (a row with another count means the layout changed or the answer is forged: reading its
+    columns by position would be a guess); `time_unit` is what one second of open time counts
+    (Binance: ms); `order` is +1 for rows oldest first, -1 for newest first; `max_rows` is the
+    most rows the venue ever sends.
     """
 
     venue: str
@@ -116,18 +226,49 @@ class RowLayout:
     high: int
     low: int
     close: int
-    length: int = 5
+    length: int
     time_unit: int = 1
+    order: int = 1
+    max_rows: int = 1000
 
-    def find(self, rows: list[object], minute: int) -> tuple[int, list[object]] | None:
-        """The first row that opened at `minute`, with its index; every row before it is checked."""
-        wanted = minute * self.time_unit
-        for index, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) < self.length:
+    def find(
+        self, rows: list[object], minute: int, exchange_time: float
+    ) -> tuple[int, list[object]] | None:
+        """The row that opened at `minute`, with its index; every row is checked first.
+
+        Refused: too many rows, a row of the wrong shape or type, rows out of the venue's order
+        or twice for one minute, and rows for minutes that have not begun on the venue's clock.
+        """
+        if len(rows) > self.max_rows:
+            raise MalformedResponseError(
+                f"{self.venue} sent {len(rows)} {self.row}s; it never sends more than "
+                f"{self.max_rows}"
+            )
+        checked: list[list[object]] = []
+        for row in rows:
+            if not isinstance(row, list) or len(row) != self.length:
                 raise MalformedResponseError(
-                    f"{self.venue} {self.row} has the wrong shape: {row!r:.200}"
+                    f"{self.venue} {self.row} has the wrong shape (expected {self.length} "
+                    f"fields): {preview(row)}"
                 )
-            if to_int(row[0], self.time, self.venue) == wanted:
+            checked.append(row)
+        times = [to_int(row[0], self.time, self.venue) for row in checked]
+        for earlier, later in itertools.pairwise(times):
+            if (later - earlier) * self.order <= 0:
+                word = "the same minute twice" if later == earlier else "rows out of order"
+                raise MalformedResponseError(
+                    f"{self.venue} answer has {word} ({self.time} {earlier} then {later}); "
+                    f"its {self.row}s run {'oldest' if self.order > 0 else 'newest'} first"
+                )
+        newest_possible = (exchange_time + MINUTE) * self.time_unit
+        if times and max(times) > newest_possible:
+            raise MalformedResponseError(
+                f"{self.venue} sent a {self.row} for a minute that has not begun yet "
+                f"({self.time} {max(times)} at exchange time {exchange_time:.0f})"
+            )
+        wanted = minute * self.time_unit
+        for index, (time, row) in enumerate(zip(times, checked, strict=True)):
+            if time == wanted:
                 return index, row
         return None
 
@@ -140,15 +281,17 @@ class RowLayout:
             [(self.open, "open"), (self.high, "high"), (self.low, "low"), (self.close, "close")]
         )
         prices = {what: to_decimal(row[column], what, self.venue) for column, what in columns}
+        base, quote = pair_of(symbol)
         return Candle(
             exchange=exchange,
             symbol=symbol,
-            quote=quote_of(symbol),
+            quote=quote,
             minute=minute,
             open=prices["open"],
             high=prices["high"],
             low=prices["low"],
             close=prices["close"],
+            base=base,
         )
 
 
@@ -168,11 +311,12 @@ def require_closed(venue: str, minute: int, exchange_time: float) -> None:
 def error_text(body: bytes) -> str:
     """The venue's own error text from a JSON error body, or the start of a non-JSON body."""
     try:
-        decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        decoded = load_json(body, "venue")
+    except MalformedResponseError:
         return body[:200].decode("utf-8", errors="replace").strip()
     if isinstance(decoded, dict):
         for key in ("msg", "message", "error"):
             if key in decoded:
-                return str(decoded[key])
-    return str(decoded)[:200]
+                text = decoded[key]
+                return text[:200] if isinstance(text, str) else preview(text)
+    return preview(decoded)

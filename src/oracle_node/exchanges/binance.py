@@ -16,6 +16,7 @@ from oracle_node.exchanges.base import (
     RowLayout,
     error_text,
     load_json,
+    preview,
     require_closed,
 )
 
@@ -23,7 +24,16 @@ BINANCE_US_URL: Final = "https://api.binance.us"
 
 # `[openTime ms, "open", "high", "low", "close", volume, closeTime ms, ...]`
 _ROW: Final = RowLayout(
-    "Binance", "kline row", "openTime", open=1, high=2, low=3, close=4, length=7, time_unit=1000
+    "Binance",
+    "kline row",
+    "openTime",
+    open=1,
+    high=2,
+    low=3,
+    close=4,
+    length=12,
+    time_unit=1000,
+    max_rows=1000,
 )
 # Enough rows to hold the minute just closed and the forming one, even with a few seconds of skew,
 # and the skipped minutes within the node's backfill horizon (8 minutes).
@@ -49,8 +59,8 @@ class BinanceAdapter:
         """The candle opened at `minute`, refused while it is still the forming (last) row."""
         rows = load_json(body, self.display_name)
         if not isinstance(rows, list):
-            raise MalformedResponseError(f"Binance klines answer is not a list: {rows!r:.200}")
-        found = _ROW.find(rows, minute)
+            raise MalformedResponseError(f"Binance klines answer is not a list: {preview(rows)}")
+        found = _ROW.find(rows, minute, exchange_time)
         if found is None:
             raise CandleNotYetAvailableError(f"Binance has no candle for minute {minute} yet")
         index, row = found

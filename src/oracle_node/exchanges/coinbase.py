@@ -17,12 +17,15 @@ from oracle_node.exchanges.base import (
     RowLayout,
     error_text,
     load_json,
+    preview,
     require_closed,
     to_int,
 )
 
 # `[time, low, high, open, close, volume]`: note the order.
-_ROW: Final = RowLayout("Coinbase", "row", "time", low=1, high=2, open=3, close=4)
+_ROW: Final = RowLayout(
+    "Coinbase", "row", "time", low=1, high=2, open=3, close=4, length=6, order=-1, max_rows=300
+)
 # A few minutes of context either side of the wanted one: small answers, the window still holds
 # the minute when Coinbase interprets start/end loosely, and skipped minutes up to the node's
 # backfill horizon (8 minutes) can be taken late from the same answer.
@@ -61,13 +64,14 @@ class CoinbaseAdapter:
         """
         rows = load_json(body, self.display_name)
         if isinstance(rows, dict) and "message" in rows:
-            raise MalformedResponseError(f"Coinbase answered an error: {rows['message']}")
+            raise MalformedResponseError(f"Coinbase answered an error: {preview(rows['message'])}")
         if not isinstance(rows, list):
-            raise MalformedResponseError(f"Coinbase candles answer is not a list: {rows!r:.200}")
-        found = _ROW.find(rows, minute)
+            raise MalformedResponseError(f"Coinbase candles answer is not a list: {preview(rows)}")
+        found = _ROW.find(rows, minute, exchange_time)
         if found is not None:
             require_closed(self.display_name, minute, exchange_time)
             return _ROW.candle(found[1], self.name, symbol, minute)
+        # Every row was checked by `find`: a list whose first field is an integer time.
         newest = max(
             (to_int(row[0], "time", self.display_name) for row in rows if isinstance(row, list)),
             default=None,

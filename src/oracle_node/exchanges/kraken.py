@@ -23,16 +23,21 @@ from oracle_node.exchanges.base import (
     RowLayout,
     error_text,
     load_json,
+    preview,
     require_closed,
 )
 
 # `[time, "open", "high", "low", "close", "vwap", "volume", count]`
-_ROW: Final = RowLayout("Kraken", "OHLC row", "time", open=1, high=2, low=3, close=4)
+_ROW: Final = RowLayout(
+    "Kraken", "OHLC row", "time", open=1, high=2, low=3, close=4, length=8, max_rows=720
+)
 _RATE_LIMIT_ERRORS: Final = ("EAPI:Rate limit exceeded", "EGeneral:Too many requests")
 _TRANSIENT_PREFIXES: Final = ("EService:",)
 # `since` is not documented as inclusive or exclusive, so ask from well before the minute; ten
 # minutes also covers the skipped minutes within the node's backfill horizon (8 minutes).
 _SINCE_MARGIN: Final = 10 * 60
+# Kraken sends one or two error strings; more is not worth quoting.
+_MAX_ERRORS: Final = 5
 
 
 class KrakenAdapter:
@@ -54,8 +59,14 @@ class KrakenAdapter:
         """The committed candle opened at `minute`; never the forming last row."""
         answer = load_json(body, self.display_name)
         if not isinstance(answer, dict):
-            raise MalformedResponseError(f"Kraken OHLC answer is not an object: {answer!r:.200}")
-        errors = [str(error) for error in answer.get("error") or []]
+            raise MalformedResponseError(f"Kraken OHLC answer is not an object: {preview(answer)}")
+        raw_errors = answer.get("error") or []
+        if not isinstance(raw_errors, list):
+            raise MalformedResponseError(f"Kraken 'error' is not a list: {preview(raw_errors)}")
+        errors = [
+            error[:200] if isinstance(error, str) else preview(error)
+            for error in raw_errors[:_MAX_ERRORS]
+        ]
         if errors:
             _raise_kraken_error(errors)
         result = answer.get("result")
@@ -65,10 +76,10 @@ class KrakenAdapter:
         if len(pair_rows) != 1 or not isinstance(pair_rows[0], list):
             raise MalformedResponseError(
                 f"Failed to parse Kraken JSON response: expected one pair in result, got "
-                f"{sorted(result)}"
+                f"{preview(sorted(result))}"
             )
         rows = pair_rows[0]
-        found = _ROW.find(rows, minute)
+        found = _ROW.find(rows, minute, exchange_time)
         if found is None:
             raise CandleNotYetAvailableError(
                 f"Kraken has no committed candle for minute {minute} yet"
