@@ -436,7 +436,7 @@ async def test_a_new_stream_gets_the_current_state_at_once() -> None:
     system = await make_system(populated_fake(now), now, health_interval=60)
     try:
         async with system.http.get(system.url + "/api/stream") as response:
-            async with asyncio.timeout(1):
+            async with asyncio.timeout(5):  # far below the 60 s health period
                 [(name, document)] = await read_events(response, 1)
         assert name == "price"
         assert document["minute"] == system.fake.price.aggregate_minute
