@@ -18,7 +18,7 @@ import aiohttp
 import grpc
 import pytest
 
-from aggregator.config import AggregatorConfig
+from aggregator.config import AggregatorConfig, DatabaseConfig
 from aggregator.server import build_server
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import minute_floor
@@ -49,7 +49,10 @@ async def real() -> AsyncIterator[RealSystem]:
     # The real clock: the explorer and the aggregator must agree on what "now" is, and the
     # submitted minute is the last closed one, so nothing waits for a boundary.
     minute = minute_floor(time.time()) - 60
-    config = AggregatorConfig(host="127.0.0.1", port=0, simulate=True)
+    # In memory: a test never writes the repository's data/ (nor holds its lock).
+    config = AggregatorConfig(
+        host="127.0.0.1", port=0, simulate=True, database=DatabaseConfig(enabled=False)
+    )
     bound = build_server(config)
     await bound.server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
