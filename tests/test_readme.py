@@ -15,6 +15,7 @@ import pytest
 from aggregator.cli import main as aggregator_main
 from committer.cli import main as committer_main
 from exchange_sim.cli import main as simulator_main
+from explorer.cli import main as explorer_main
 from oracle_node.cli import main as node_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +24,7 @@ CLIS: dict[str, click.Command] = {
     "aggregator": aggregator_main,
     "oracle-node": node_main,
     "exchange-sim": simulator_main,
+    "oracle-explorer": explorer_main,
     "committer": committer_main,
 }
 

@@ -333,6 +333,11 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         await _unimplemented(context, "SubscribePrices", "poll GetAggregatedPrice instead")
         yield oracle_pb2.PriceUpdate()  # pragma: no cover (abort raised)
 
+    async def ListNodes(
+        self, request: oracle_pb2.ListNodesRequest, context: _Context
+    ) -> oracle_pb2.ListNodesResponse:
+        await _unimplemented(context, "ListNodes", "see HealthCheck.active_nodes")
+
 
 async def _unimplemented(context: _Context, rpc: str, hint: str) -> NoReturn:
     await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented yet; {hint}")

@@ -72,3 +72,9 @@ class PermissionDeniedError(OracleError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class UnavailableError(OracleError):
+    """The service cannot take this call now (shutting down, draining); retry elsewhere or later."""
+
+    status = grpc.StatusCode.UNAVAILABLE

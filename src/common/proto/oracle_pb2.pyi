@@ -25,6 +25,12 @@ class RoundCloseReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUND_CLOSE_REASON_UNSPECIFIED: _ClassVar[RoundCloseReason]
     ROUND_CLOSE_REASON_ALL_REPORTED: _ClassVar[RoundCloseReason]
     ROUND_CLOSE_REASON_DEADLINE: _ClassVar[RoundCloseReason]
+
+class SignatureStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIGNATURE_STATUS_UNSPECIFIED: _ClassVar[SignatureStatus]
+    SIGNATURE_STATUS_UNSIGNED: _ClassVar[SignatureStatus]
+    SIGNATURE_STATUS_VERIFIED: _ClassVar[SignatureStatus]
 PRICE_STATUS_UNSPECIFIED: PriceStatus
 PRICE_STATUS_OK: PriceStatus
 PRICE_STATUS_DEGRADED: PriceStatus
@@ -35,6 +41,9 @@ AGGREGATION_METHOD_MEDIAN: AggregationMethod
 ROUND_CLOSE_REASON_UNSPECIFIED: RoundCloseReason
 ROUND_CLOSE_REASON_ALL_REPORTED: RoundCloseReason
 ROUND_CLOSE_REASON_DEADLINE: RoundCloseReason
+SIGNATURE_STATUS_UNSPECIFIED: SignatureStatus
+SIGNATURE_STATUS_UNSIGNED: SignatureStatus
+SIGNATURE_STATUS_VERIFIED: SignatureStatus
 
 class PriceRequest(_message.Message):
     __slots__ = ("price", "timestamp", "source", "node_id", "signature", "quote", "simulated", "symbol", "price_e8", "observation_signature", "public_key", "base")
@@ -365,6 +374,44 @@ class PriceUpdate(_message.Message):
     price: GetPriceResponse
     round: Round
     def __init__(self, sequence: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., price: _Optional[_Union[GetPriceResponse, _Mapping]] = ..., round: _Optional[_Union[Round, _Mapping]] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("node_id", "exchange", "active", "last_seen_ms", "submissions", "last_minute", "signature_status", "public_key")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    SUBMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    LAST_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    exchange: str
+    active: bool
+    last_seen_ms: int
+    submissions: int
+    last_minute: int
+    signature_status: SignatureStatus
+    public_key: bytes
+    def __init__(self, node_id: _Optional[str] = ..., exchange: _Optional[str] = ..., active: _Optional[bool] = ..., last_seen_ms: _Optional[int] = ..., submissions: _Optional[int] = ..., last_minute: _Optional[int] = ..., signature_status: _Optional[_Union[SignatureStatus, str]] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes", "total", "node_timeout_seconds", "simulated")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    NODE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SIMULATED_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    total: int
+    node_timeout_seconds: int
+    simulated: bool
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., total: _Optional[int] = ..., node_timeout_seconds: _Optional[int] = ..., simulated: _Optional[bool] = ...) -> None: ...
 
 class ErrorInfo(_message.Message):
     __slots__ = ("code", "message", "details")

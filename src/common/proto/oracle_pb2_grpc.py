@@ -74,6 +74,11 @@ class OracleServiceStub:
                 request_serializer=common_dot_proto_dot_oracle__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=common_dot_proto_dot_oracle__pb2.PriceUpdate.FromString,
                 _registered_method=True)
+        self.ListNodes = channel.unary_unary(
+                '/oracle.OracleService/ListNodes',
+                request_serializer=common_dot_proto_dot_oracle__pb2.ListNodesRequest.SerializeToString,
+                response_deserializer=common_dot_proto_dot_oracle__pb2.ListNodesResponse.FromString,
+                _registered_method=True)
 
 
 class OracleServiceServicer:
@@ -144,6 +149,17 @@ class OracleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNodes(self, request, context):
+        """The node table for explorers and operators: every node the aggregator remembers (bounded by
+        `max_nodes`), most recently seen first, with whether it is active and how its latest accepted
+        observation was signed. Read-only; a call is never counted as a node. Added for the explorer
+        (issue 14); an aggregator that does not build it answers UNIMPLEMENTED, and the explorer then
+        derives what it can from the rounds' observations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OracleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +202,11 @@ def add_OracleServiceServicer_to_server(servicer, server):
                     servicer.SubscribePrices,
                     request_deserializer=common_dot_proto_dot_oracle__pb2.SubscribeRequest.FromString,
                     response_serializer=common_dot_proto_dot_oracle__pb2.PriceUpdate.SerializeToString,
+            ),
+            'ListNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodes,
+                    request_deserializer=common_dot_proto_dot_oracle__pb2.ListNodesRequest.FromString,
+                    response_serializer=common_dot_proto_dot_oracle__pb2.ListNodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +425,33 @@ class OracleService:
             '/oracle.OracleService/SubscribePrices',
             common_dot_proto_dot_oracle__pb2.SubscribeRequest.SerializeToString,
             common_dot_proto_dot_oracle__pb2.PriceUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oracle.OracleService/ListNodes',
+            common_dot_proto_dot_oracle__pb2.ListNodesRequest.SerializeToString,
+            common_dot_proto_dot_oracle__pb2.ListNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

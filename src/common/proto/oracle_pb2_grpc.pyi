@@ -72,6 +72,13 @@ class OracleServiceStub:
     """Read-only consumers: the current state at once, then an update on every change of the live
     aggregate and on every round close. RESOURCE_EXHAUSTED past the subscriber limit.
     """
+    ListNodes: _grpc.UnaryUnaryMultiCallable[_oracle_pb2.ListNodesRequest, _oracle_pb2.ListNodesResponse]
+    """The node table for explorers and operators: every node the aggregator remembers (bounded by
+    `max_nodes`), most recently seen first, with whether it is active and how its latest accepted
+    observation was signed. Read-only; a call is never counted as a node. Added for the explorer
+    (issue 14); an aggregator that does not build it answers UNIMPLEMENTED, and the explorer then
+    derives what it can from the rounds' observations.
+    """
 
 @_typing.type_check_only
 class OracleServiceAsyncStub(OracleServiceStub):
@@ -104,6 +111,13 @@ class OracleServiceAsyncStub(OracleServiceStub):
     SubscribePrices: _aio.UnaryStreamMultiCallable[_oracle_pb2.SubscribeRequest, _oracle_pb2.PriceUpdate]  # type: ignore[assignment]
     """Read-only consumers: the current state at once, then an update on every change of the live
     aggregate and on every round close. RESOURCE_EXHAUSTED past the subscriber limit.
+    """
+    ListNodes: _aio.UnaryUnaryMultiCallable[_oracle_pb2.ListNodesRequest, _oracle_pb2.ListNodesResponse]  # type: ignore[assignment]
+    """The node table for explorers and operators: every node the aggregator remembers (bounded by
+    `max_nodes`), most recently seen first, with whether it is active and how its latest accepted
+    observation was signed. Read-only; a call is never counted as a node. Added for the explorer
+    (issue 14); an aggregator that does not build it answers UNIMPLEMENTED, and the explorer then
+    derives what it can from the rounds' observations.
     """
 
 class OracleServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -182,6 +196,19 @@ class OracleServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_oracle_pb2.PriceUpdate], _abc.AsyncIterator[_oracle_pb2.PriceUpdate]]:
         """Read-only consumers: the current state at once, then an update on every change of the live
         aggregate and on every round close. RESOURCE_EXHAUSTED past the subscriber limit.
+        """
+
+    @_abc_1.abstractmethod
+    def ListNodes(
+        self,
+        request: _oracle_pb2.ListNodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_oracle_pb2.ListNodesResponse, _abc.Awaitable[_oracle_pb2.ListNodesResponse]]:
+        """The node table for explorers and operators: every node the aggregator remembers (bounded by
+        `max_nodes`), most recently seen first, with whether it is active and how its latest accepted
+        observation was signed. Read-only; a call is never counted as a node. Added for the explorer
+        (issue 14); an aggregator that does not build it answers UNIMPLEMENTED, and the explorer then
+        derives what it can from the rounds' observations.
         """
 
 def add_OracleServiceServicer_to_server(servicer: OracleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

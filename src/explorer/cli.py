@@ -1,0 +1,65 @@
+"""`oracle-explorer` command line: parse options, load and validate config, run the web server.
+
+Options beat `ORACLE_EXPLORER_*` variables, which beat the config file (each option's variable
+is in `--help`). Without --config, config/explorer.toml is read when it exists and the built-in
+defaults apply otherwise. A bad setting is one line on stderr and exit status 2, before anything
+binds a port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import click
+
+from common.errors import ConfigError
+from common.settings import (
+    click_options,
+    exit_on_config_error,
+    given_values,
+    origin_of,
+    start_logging,
+)
+from explorer.config import (
+    DEFAULT_CONFIG_PATH,
+    ENV_PREFIX,
+    OVERRIDES,
+    ExplorerFile,
+    load_config,
+)
+from explorer.server import serve
+
+PROGRAM = "oracle-explorer"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    envvar=f"{ENV_PREFIX}CONFIG",
+    show_envvar=True,
+    type=click.Path(path_type=Path),
+    help=f"TOML config file  [default: {DEFAULT_CONFIG_PATH}, if present]",
+)
+@click_options(ExplorerFile, OVERRIDES)
+def main(config_path: Path | None, **options: object) -> None:
+    """Serve the oracle explorer: live BTC/USD, rounds, nodes and proofs, as pages and JSON."""
+    if config_path is None and DEFAULT_CONFIG_PATH.is_file():
+        config_path = DEFAULT_CONFIG_PATH
+    given = given_values(options, OVERRIDES)
+    try:
+        config = load_config(config_path, given, os.environ)
+        origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, config.source)
+        start_logging(config.logging, service="explorer", origin=origin)
+    except ConfigError as error:
+        exit_on_config_error(PROGRAM, error)
+    try:
+        asyncio.run(serve(config))
+    except ConfigError as error:  # the port cannot be bound: a runtime failure, exit 1
+        raise click.ClickException(str(error)) from error
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
