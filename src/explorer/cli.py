@@ -16,7 +16,10 @@ import click
 
 from common.errors import ConfigError
 from common.settings import (
+    check_config_option,
+    check_log_file,
     click_options,
+    exit_config_valid,
     exit_on_config_error,
     given_values,
     origin_of,
@@ -44,7 +47,8 @@ PROGRAM = "oracle-explorer"
     help=f"TOML config file  [default: {DEFAULT_CONFIG_PATH}, if present]",
 )
 @click_options(ExplorerFile, OVERRIDES)
-def main(config_path: Path | None, **options: object) -> None:
+@check_config_option
+def main(config_path: Path | None, check_config: bool, **options: object) -> None:
     """Serve the oracle explorer: live BTC/USD, rounds, nodes and proofs, as pages and JSON."""
     if config_path is None and DEFAULT_CONFIG_PATH.is_file():
         config_path = DEFAULT_CONFIG_PATH
@@ -52,9 +56,14 @@ def main(config_path: Path | None, **options: object) -> None:
     try:
         config = load_config(config_path, given, os.environ)
         origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, config.source)
-        start_logging(config.logging, service="explorer", origin=origin)
+        if check_config:
+            check_log_file(config.logging, origin=origin)
+        else:
+            start_logging(config.logging, service="explorer", origin=origin)
     except ConfigError as error:
         exit_on_config_error(PROGRAM, error)
+    if check_config:
+        exit_config_valid(PROGRAM, config.source)
     try:
         asyncio.run(serve(config))
     except ConfigError as error:  # the port cannot be bound: a runtime failure, exit 1
