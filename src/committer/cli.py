@@ -1,6 +1,8 @@
 """`committer` command line: `run`, `keygen`, `info` and `verify`.
 
-Options beat the config file; `ORACLE_COMMITTER_<OPTION>` environment variables fill options.
+Options beat the config file; `ORACLE_COMMITTER_<COMMAND>_<OPTION>` environment variables
+(click's auto prefix, e.g. `ORACLE_COMMITTER_RUN_PORT`) fill options; `ORACLE_COMMITTER_CONFIG`
+names the file.
 Without --config, config/committer.toml is read when it exists, else the built-in defaults.
 """
 

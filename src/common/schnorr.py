@@ -107,8 +107,12 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
 
 
 def write_key_file(path: Path, key: SigningKey) -> None:
-    """Write `key` as hex to a new file created with mode 0600; an existing file is an error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `key` as hex to a new file created with mode 0600; an existing file is an error.
+
+    A directory created for it is 0700: a listing of the key directory already tells which
+    nodes and services hold keys, and nobody else needs it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as error:

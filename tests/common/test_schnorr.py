@@ -72,6 +72,12 @@ def test_key_file_is_written_0600_and_loads_back(tmp_path: Path) -> None:
         write_key_file(path, SigningKey.generate())
 
 
+def test_a_key_directory_it_creates_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "node.key"
+    write_key_file(path, SigningKey.generate())
+    assert path.parent.stat().st_mode & 0o077 == 0
+
+
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
 def test_key_file_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
     path = tmp_path / "node.key"
