@@ -23,6 +23,7 @@ from committer.http import start_http
 from committer.service import CommitterServicer
 from committer.store import open_store
 from common.errors import ConfigError
+from common.grpc_client import aio_channel
 from common.logsetup import get_logger
 from common.proto import committer_pb2_grpc
 from common.schnorr import SigningKey, load_key_file, write_key_file
@@ -148,7 +149,7 @@ async def run(config: CommitterConfig, *, clock: Clock = system_clock) -> None:
         _log.warning(
             "SIMULATED_MODE", detail="regtest, PSBTs to a directory, every report SIMULATED"
         )
-    channel = grpc.aio.insecure_channel(config.committer.aggregator)
+    channel = aio_channel(config.committer.aggregator)
     follower = Follower(committer, channel, clock=clock)
     tasks = [
         asyncio.create_task(follower.run(stopping)),

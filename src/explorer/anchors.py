@@ -26,6 +26,7 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from common.grpc_client import aio_channel
 from common.proto import committer_pb2, committer_pb2_grpc
 from explorer.errors import ExplorerError, NotFoundError, UpstreamError, UpstreamUnavailableError
 
@@ -138,7 +139,7 @@ class CommitterClient:
     def __init__(self, target: str, *, timeout: float) -> None:
         self.target = target
         self._timeout = timeout
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = aio_channel(target)
         self._stub = committer_pb2_grpc.CommitterServiceStub(self._channel)
 
     def _error(self, error: grpc.aio.AioRpcError, rpc: str) -> ExplorerError:

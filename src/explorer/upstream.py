@@ -11,6 +11,7 @@ from typing import NoReturn
 
 import grpc
 
+from common.grpc_client import aio_channel
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from explorer.errors import (
     BadRequestError,
@@ -52,14 +53,7 @@ class AggregatorClient:
     def __init__(self, target: str, *, timeout: float) -> None:
         self.target = target
         self._timeout = timeout
-        self._channel = grpc.aio.insecure_channel(
-            target,
-            options=[
-                # Reconnect quickly when the aggregator comes back (default backoff reaches 120 s).
-                ("grpc.max_reconnect_backoff_ms", 2000),
-                ("grpc.initial_reconnect_backoff_ms", 200),
-            ],
-        )
+        self._channel = aio_channel(target)
         self._stub = oracle_pb2_grpc.OracleServiceStub(self._channel)
 
     def _fail(self, error: grpc.aio.AioRpcError, rpc: str) -> NoReturn:
