@@ -36,7 +36,8 @@ def rate(value: str, minute: int = T0, exchange: str = "kraken") -> Observation:
 
 def test_round_closes_at_once_when_every_exchange_reported(book):
     first, second, third = submit_three(book)
-    assert first.outcome is Outcome.COUNTED and first.closed_rounds == ()
+    assert first.outcome is Outcome.COUNTED
+    assert first.closed_rounds == ()
     assert second.closed_rounds == ()
     (closed,) = third.closed_rounds
     assert closed.minute == T0
@@ -60,7 +61,9 @@ def test_round_closes_at_its_deadline_otherwise(book):
     assert book.next_deadline() == T0 + 60 + 45
     assert book.close_due(T0 + 60 + 44.9) == []
     opened = book.open_round(T0, T0 + 70)
-    assert opened is not None and not opened.closed and opened.status == pb.PRICE_STATUS_OK
+    assert opened is not None
+    assert not opened.closed
+    assert opened.status == pb.PRICE_STATUS_OK
     assert not book.aggregate(T0 + 70).final
     (closed,) = book.close_due(T0 + 60 + 45)
     assert closed.close_reason == pb.ROUND_CLOSE_REASON_DEADLINE
@@ -85,7 +88,8 @@ def test_a_late_report_leaves_the_closed_round_as_it_was(book):
     late = book.submit(observation("kraken", "150000", node_id="kraken-2"), T0 + 64)
     assert late.outcome is Outcome.LATE
     after = book.closed_round(T0)
-    assert after is not None and before is not None
+    assert after is not None
+    assert before is not None
     assert after.late_reports == 1
     after.late_reports = 0
     assert after == before
@@ -209,7 +213,8 @@ def test_usdt_without_a_rate_is_flagged_at_par(book):
     book.submit(observation("binance", "100200", quote="USDT"), T0 + 61)
     book.submit(observation("kraken", "100000"), T0 + 61)
     live = book.aggregate(T0 + 62)
-    assert live.result is not None and live.result.usdt_at_par
+    assert live.result is not None
+    assert live.result.usdt_at_par
     assert live.price == Decimal("100100")
 
 
