@@ -146,3 +146,17 @@ def test_the_live_minute_is_the_newest_ok_one():
 def test_e8_rounds_half_to_even():
     assert to_e8(Decimal("1.000000005")) == 100000000
     assert to_e8(Decimal("1.000000015")) == 100000002
+
+
+def test_one_frozen_one_jumping_one_healthy_publishes_the_healthy_one_degraded():
+    history = closes(
+        binance=["100000"] * 6,
+        coinbase=["99900", "99950", "100000", "100020", "100030", "100010"],
+    )
+    inputs = three(binance="100000", coinbase="100010", kraken="105010")
+    result = judge_round(M, inputs, rules=RULES, closes=history)
+    assert [(item.exchange, item.reason) for item in result.excluded] == [
+        ("binance", "frozen"),
+        ("kraken", "deviation"),
+    ]
+    assert (result.status, result.price) == (Status.DEGRADED, Decimal("100010"))
