@@ -408,23 +408,26 @@ class Book:
             reverse=True,
         )
         verdicts = [
-            self._closed[m].result if m in self._closed else self._judge(m, self._open[m])
+            (self._closed[m].result, True)
+            if m in self._closed
+            else (self._judge(m, self._open[m]), False)
             for m in fresh
         ]
-        chosen = pick_live(verdicts)
+        picked = pick_live(verdicts)
         # Valid until a pending minute's candle closes or a fresh one goes stale.
         changes = [m + MINUTE - self._config.close_skew for m in self._open if m not in fresh]
         changes += [m + MINUTE + self._config.staleness + 1e-6 for m in fresh]
         valid_until = min(changes, default=math.inf)
-        if chosen is None:
+        if picked is None:
             reason = (
                 "no fresh prices: no round within the staleness window"
                 if self._closes
                 else "no prices submitted yet"
             )
             return LiveAggregate(None, False, reason, valid_until)
+        chosen, final = picked
         reason = chosen.summary if chosen.status is Status.UNKNOWN else ""
-        return LiveAggregate(chosen, chosen.minute in self._closed, reason, valid_until)
+        return LiveAggregate(chosen, final, reason, valid_until)
 
     def _remember_close(self, price: ExchangePrice) -> None:
         # Enough minutes for the frozen rule and the per-exchange answer; older ones go, by

@@ -327,15 +327,27 @@ class LiveAggregate:
         return self.price is not None
 
 
-def pick_live(verdicts: Sequence[RoundResult]) -> RoundResult | None:
-    """The minute to serve live from the fresh, closed-candle minutes' verdicts (newest first).
+_RANK = {Status.OK: 2, Status.DEGRADED: 1, Status.UNKNOWN: 0}
 
-    The newest OK minute; else the newest DEGRADED one; else the newest (UNKNOWN) one. So while
-    the next minute has only its fastest venue in, consumers keep the previous minute's OK (and
-    often final) value instead of a one-venue price; as soon as the new minute is OK it wins.
+
+def pick_live(verdicts: Sequence[tuple[RoundResult, bool]]) -> tuple[RoundResult, bool] | None:
+    """The minute to serve live: (verdict, closed) of the fresh, closed-candle minutes, newest
+    first.
+
+    The newest closed round is the reference: it is final and says the truth about its minute
+    (a venue just found frozen makes it DEGRADED, and that is served, not an older OK minute).
+    A newer open round replaces it once its status is at least as good, so while the next
+    minute has only its fastest venue in, consumers keep the final OK value instead of a
+    one-venue price; as soon as the open minute is as good, it wins. With no closed round, the
+    best of the open ones, newest first.
     """
-    for wanted in (Status.OK, Status.DEGRADED):
-        for verdict in verdicts:
-            if verdict.status is wanted:
-                return verdict
-    return verdicts[0] if verdicts else None
+    closed = next((item for item in verdicts if item[1]), None)
+    floor = _RANK[closed[0].status] if closed is not None else 0
+    best: tuple[RoundResult, bool] | None = None
+    for verdict, is_closed in verdicts:
+        if closed is not None and verdict.minute <= closed[0].minute:
+            break
+        rank = _RANK[verdict.status]
+        if rank >= floor and (best is None or rank > _RANK[best[0].status]):
+            best = (verdict, is_closed)
+    return best if best is not None else closed

@@ -135,11 +135,18 @@ def test_usdt_without_a_rate_is_taken_at_par_and_flagged():
     assert not usd_only.usdt_at_par
 
 
-def test_the_live_minute_is_the_newest_ok_one():
+def test_the_live_minute():
     ok_old = judge_round(M, three(), rules=RULES)
     degraded_new = judge_round(M + 60, [price("binance", "100000", M + 60)], rules=RULES)
-    assert pick_live([degraded_new, ok_old]) is ok_old
-    assert pick_live([degraded_new]) is degraded_new
+    # An open minute with only its fastest venue does not replace a final OK one ...
+    assert pick_live([(degraded_new, False), (ok_old, True)]) == (ok_old, True)
+    # ... but once closed DEGRADED, that is the truth about the newest minute.
+    assert pick_live([(degraded_new, True), (ok_old, True)]) == (degraded_new, True)
+    # An open minute as good as the final one wins; the best open one without a closed one.
+    ok_new = judge_round(M + 60, three(), rules=RULES)
+    assert pick_live([(ok_new, False), (ok_old, True)]) == (ok_new, False)
+    assert pick_live([(degraded_new, False), (ok_old, False)]) == (ok_old, False)
+    assert pick_live([(degraded_new, False)]) == (degraded_new, False)
     assert pick_live([]) is None
 
 
