@@ -144,16 +144,6 @@ class AggregatorConfig(AggregatorSettings):
         return self.logging.file
 
     @property
-    def quorum(self) -> int:
-        """Fresh exchanges today's book needs for a price, until the rounds work reads min_sources.
-
-        There, fewer than `min_sources` inputs still give a (DEGRADED) price; today's book has no
-        such price to serve, so it keeps the original's rule, one exchange, unless `min_sources`
-        (or the old `quorum`) was set explicitly.
-        """
-        return self.min_sources if "min_sources" in self.model_fields_set else 1
-
-    @property
     def warnings(self) -> tuple[str, ...]:
         """Settings allowed but probably not meant, logged loudly at startup."""
         found = list(self.notices)
