@@ -89,6 +89,18 @@ class _ClosedRound:
     result: RoundResult
     late_reports: int = 0
 
+    def recorded(self, observation: Observation) -> bool:
+        """True when the round itself holds this report (a replay at recovery, not a late one)."""
+        return any(
+            item.price.exchange == observation.exchange
+            and item.price.minute == observation.minute
+            and any(
+                node_id == observation.node_id and report.price == observation.price
+                for node_id, report in item.price.reports
+            )
+            for item in (*self.result.kept, *self.result.excluded)
+        )
+
 
 _SeenKey = tuple[str, str, int, str]  # (exchange, base, minute, node_id)
 
@@ -276,8 +288,10 @@ class Book:
             outcome = Outcome.PENDING if pending else Outcome.COUNTED
             return SubmitResult(outcome, None, tuple(closed))
 
-        if minute in self._closed:
-            self._closed[minute].late_reports += 1
+        closed_round = self._closed.get(minute)
+        if closed_round is not None:
+            if not closed_round.recorded(observation):
+                closed_round.late_reports += 1
             return SubmitResult(Outcome.LATE, None, tuple(closed))
         state = self._open.get(minute)
         if state is None:
@@ -318,8 +332,10 @@ class Book:
         self._closed[minute] = _ClosedRound(
             message, result_of_round(message, self._rules), int(message.late_reports)
         )
-        for judged in self._closed[minute].result.kept:
-            self._remember_close(judged.price)
+        restored = self._closed[minute].result
+        for judged in (*restored.kept, *restored.excluded):
+            if judged.price.minute == minute:  # not a stuck venue's older minute
+                self._remember_close(judged.price)
         self._live = None
 
     # -- rounds ----------------------------------------------------------------------------

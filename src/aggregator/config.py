@@ -62,7 +62,7 @@ class AggregatorSettings(Table):
     min_price: float = Field(1000.0, gt=0, le=1e12, allow_inf_nan=False)
     """Lower prices are refused"""
     window: int = Field(100, ge=1, le=100_000)
-    """Observations kept per exchange"""
+    """Node reports kept per exchange and minute (more node ids are refused for it)"""
     max_nodes: int = Field(1024, ge=1, le=1_000_000)
     """Node table bound (inactive nodes make room)"""
     simulate: bool = False

@@ -226,8 +226,13 @@ def test_a_restored_round_stays_closed_and_serves_the_same_value():
     restarted = Book(AggregatorConfig())
     restarted.restore_closed_round(stored)
     assert restarted.closed_round(T0) == stored
-    result = restarted.submit(observation("binance", "100000"), T0 + 70)
+    # Recovery replays the round's own reports: recorded for idempotency, not counted late.
+    replayed = restarted.submit(observation("binance", "100000"), T0 + 62)
+    assert replayed.outcome is Outcome.LATE
+    assert restarted.closed_round(T0) == stored
+    result = restarted.submit(observation("binance", "100000", node_id="b2"), T0 + 70)
     assert result.outcome is Outcome.LATE
+    assert restarted.closed_round(T0).late_reports == 1
     live = restarted.aggregate(T0 + 70)
     assert (live.minute, live.price, live.final) == (T0, Decimal("100010"), True)
     assert live.result is not None
