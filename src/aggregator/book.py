@@ -24,6 +24,7 @@ from aggregator.aggregation import (
 from aggregator.config import AggregatorConfig
 from aggregator.validation import Observation
 from common.errors import CapacityError, ConflictingObservationError
+from common.proto import oracle_pb2
 from common.timeutil import MINUTE
 
 # Newest minutes held per exchange: the newest closed one plus those a clock-skew allowance of up
@@ -50,6 +51,8 @@ class SubmitResult:
     # Set when this report is the second one for its exchange and minute: the node that reported
     # it first (the duplicate-exchange case, worth one warning).
     first_reporter: str | None = None
+    # Rounds this submission closed (stand-in: the rounds work closes them; none here yet).
+    closed_rounds: tuple[oracle_pb2.Round, ...] = ()
 
 
 @dataclass(slots=True)
@@ -81,6 +84,8 @@ class Book:
         self._active: OrderedDict[str, float] = OrderedDict()
         self._aggregate: Aggregate | None = None
         self._last_update = 0.0
+        # Stand-in for the rounds work's closed rounds (TEAM.md seam): minute -> round.
+        self._closed_rounds: dict[int, oracle_pb2.Round] = {}
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -145,18 +150,47 @@ class Book:
 
     # -- the one write path ----------------------------------------------------------------
 
-    def submit(self, observation: Observation, now: float) -> SubmitResult:
-        """Store a validated observation; raises before changing anything when it is refused."""
+    # -- rounds (stand-in for the rounds work's API, TEAM.md; replaced when it merges) -----
+
+    def close_due(self, now: float) -> list[oracle_pb2.Round]:
+        return []
+
+    def open_round(self, minute: int, now: float) -> oracle_pb2.Round | None:
+        return None
+
+    def closed_round(self, minute: int) -> oracle_pb2.Round | None:
+        return self._closed_rounds.get(minute)
+
+    def restore_closed_round(self, round_: oracle_pb2.Round) -> None:
+        self._closed_rounds[int(round_.minute)] = round_
+
+    def check(self, observation: Observation, now: float) -> None:
+        """Raise exactly the refusals `submit` would; change nothing."""
         key = (observation.exchange, observation.minute, observation.node_id)
         previous = self._seen.get(key)
         if previous is not None:
             if previous == observation.price:
-                return SubmitResult(Outcome.DUPLICATE)
+                return
             raise ConflictingObservationError(
                 f"node {observation.node_id} already reported {observation.exchange} at minute "
                 f"{observation.minute} with price {previous}; a different price "
                 f"({observation.price}) for the same candle is refused, the first report stands"
             )
+        if observation.node_id not in self._nodes and len(self._nodes) >= self._config.max_nodes:
+            _oldest_id, oldest = next(iter(self._nodes.items()))
+            if oldest.last_seen >= now - self._config.node_timeout:
+                raise CapacityError(
+                    f"node table full ({self._config.max_nodes} nodes active within "
+                    f"{self._config.node_timeout:g} s); a new node_id is refused until one goes "
+                    "quiet"
+                )
+
+    def submit(self, observation: Observation, now: float) -> SubmitResult:
+        """Store a validated observation; raises before changing anything when it is refused."""
+        self.check(observation, now)
+        key = (observation.exchange, observation.minute, observation.node_id)
+        if key in self._seen:
+            return SubmitResult(Outcome.DUPLICATE)
         if observation.node_id not in self._nodes:
             self._make_room_for_node(now)
 
