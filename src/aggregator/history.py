@@ -156,6 +156,18 @@ def _signature_status(signature: bytes) -> int:
     return oracle_pb2.SIGNATURE_STATUS_UNSPECIFIED
 
 
+_ROUNDS_TAG = b"\x0a"  # field 1 (rounds), wire type 2 (length-delimited)
+
+
+def _varint(value: int) -> bytes:
+    encoded = bytearray()
+    while value > 0x7F:
+        encoded.append(value & 0x7F | 0x80)
+        value >>= 7
+    encoded.append(value)
+    return bytes(encoded)
+
+
 def _limit(value: int, *, field: str) -> int:
     if value > MAX_LIMIT:
         raise InvalidObservationError(field, f"{value} is above {MAX_LIMIT}; use 1 to {MAX_LIMIT}")
@@ -395,9 +407,13 @@ class HistoryRecorder:
             )
         before = self._read_token(request.page_token, low, high) if request.page_token else None
         records = self.store.rounds(low or None, high or None, limit + 1, before)
-        response = oracle_pb2.GetPriceHistoryResponse()
-        for record in records[:limit]:
-            response.rounds.add().ParseFromString(record.round_proto)
+        # The stored bytes are the served rounds: the page is built as the wire form of
+        # `repeated Round rounds = 1` and parsed once in C, not round by round in Python.
+        response = oracle_pb2.GetPriceHistoryResponse.FromString(
+            b"".join(
+                _ROUNDS_TAG + _varint(len(r.round_proto)) + r.round_proto for r in records[:limit]
+            )
+        )
         if len(records) > limit:
             response.next_page_token = self._token(records[limit - 1].minute, low, high)
         return response
