@@ -138,6 +138,7 @@ def _round_record(round_: oracle_pb2.Round) -> RoundRecord:
 
 
 def _observation(record: ObservationRecord) -> Observation:
+    """The stored record as the book takes it: what was validated, exactly as it was sent."""
     return Observation(
         record.exchange,
         record.node_id,
@@ -145,6 +146,10 @@ def _observation(record: ObservationRecord) -> Observation:
         record.price,
         record.quote,
         record.simulated,
+        base=record.base,
+        symbol=record.symbol,
+        signature=record.signature,
+        public_key=record.public_key,
     )
 
 
@@ -205,28 +210,24 @@ class HistoryRecorder:
 
     # -- SubmitPrice: durable before the answer ------------------------------------------
 
-    def record(
-        self, observation: Observation, request: oracle_pb2.PriceRequest, now: float
-    ) -> ObservationRecord:
-        """The observation as the history stores it (with what the node sent for the record)."""
-        base = request.base or BASE_BTC
+    def record(self, observation: Observation, now: float) -> ObservationRecord:
+        """The observation as the history stores it (the store needs a symbol: the pair's)."""
+        base = observation.base or BASE_BTC
         return ObservationRecord(
             exchange=observation.exchange,
             node_id=observation.node_id,
             minute=observation.minute,
             base=base,
             quote=observation.quote,
-            symbol=request.symbol or f"{base}{observation.quote}",
+            symbol=observation.symbol or f"{base}{observation.quote}",
             price=observation.price,
             received_at=now,
             simulated=observation.simulated,
-            signature=request.observation_signature,
-            public_key=request.public_key,
+            signature=observation.signature,
+            public_key=observation.public_key,
         )
 
-    async def commit(
-        self, observation: Observation, request: oracle_pb2.PriceRequest, now: float
-    ) -> None:
+    async def commit(self, observation: Observation, now: float) -> None:
         """Commit the observation; returns only once it is durable (or already was).
 
         Call after `Book.check` and before `Book.submit`: a failed commit raises
@@ -234,7 +235,7 @@ class HistoryRecorder:
         node keeps it and redelivers. The store's own conflict (a different price it already
         holds) is the same ALREADY_EXISTS refusal the book gives.
         """
-        record = self.record(observation, request, now)
+        record = self.record(observation, now)
         key = (record.minute, *record.series)
         if self._committed.get(key) == record.price:
             return
@@ -249,21 +250,15 @@ class HistoryRecorder:
             ) from error
         self._remember(key, record.price, now)
 
-    async def accepted(
-        self,
-        observation: Observation,
-        request: oracle_pb2.PriceRequest,
-        result: SubmitResult,
-        now: float,
-    ) -> None:
+    async def accepted(self, observation: Observation, result: SubmitResult, now: float) -> None:
         """The book took it: the node's row changes (a resubmission changes nothing)."""
         if result.outcome is Outcome.DUPLICATE:
             return
         entry = self._touch(observation.node_id, observation.exchange, now)
         entry.submissions += 1
         entry.last_minute = observation.minute
-        entry.signature_status = _signature_status(request.observation_signature)
-        entry.public_key = request.public_key if request.observation_signature else b""
+        entry.signature_status = _signature_status(observation.signature)
+        entry.public_key = observation.public_key if observation.signature else b""
         await self.store.touch_node(
             NodeRecordRow(observation.node_id, entry.exchange, now, entry.submissions)
         )
@@ -333,19 +328,30 @@ class HistoryRecorder:
     def recover(self, book: Book, now: float) -> Recovery:
         """Reload the window, idempotency horizon, node table and open rounds into `book`.
 
-        Closed rounds are restored first, so no replayed observation can re-close or change one;
-        then every observation inside the lateness horizon is replayed in the order it was
-        accepted, at the time it was received, which rebuilds exactly the state those
-        submissions built the first time.
+        Every observation inside the lateness horizon is replayed in the order it was accepted,
+        at the time it was received, and each stored closed round is restored at its close time
+        in between: the observations it was built from are replayed before it (they were its
+        inputs, not late reports), those received after its close count as late again, and the
+        stored round, not a recomputation, is what stands. That rebuilds exactly the state those
+        submissions built the first time; no closed round is closed again or changed.
         """
         state = self.store.recover(now, self._config.lateness)
         found = Recovery(observations=len(state.observations), rounds=len(state.rounds))
-        for stored in state.rounds:
-            book.restore_closed_round(oracle_pb2.Round.FromString(stored.round_proto))
+        restores = sorted(state.rounds, key=lambda stored: stored.closed_at)
+        stored_minutes = {stored.minute for stored in restores}
+        next_restore = 0
         for row in state.nodes[-self._config.max_nodes :]:
             self._nodes[row.node_id] = NodeEntry(row.exchange, row.last_seen, row.submissions)
         found.nodes = len(self._nodes)
         for record in state.observations:
+            while (
+                next_restore < len(restores)
+                # closed_at is whole milliseconds: within one, the observation closed it.
+                and restores[next_restore].closed_at + 0.001 < record.received_at
+            ):
+                stored = restores[next_restore]
+                book.restore_closed_round(oracle_pb2.Round.FromString(stored.round_proto))
+                next_restore += 1
             self._remember((record.minute, *record.series), record.price, now)
             entry = self._nodes.get(record.node_id)
             if entry is None:
@@ -373,7 +379,12 @@ class HistoryRecorder:
                 )
                 continue
             found.replayed += 1
-            found.closed_again.extend(result.closed_rounds)
+            # A round the replay closes that the store holds is restored (as stored) next.
+            found.closed_again.extend(
+                closed for closed in result.closed_rounds if closed.minute not in stored_minutes
+            )
+        for stored in restores[next_restore:]:
+            book.restore_closed_round(oracle_pb2.Round.FromString(stored.round_proto))
         self._nodes = OrderedDict(sorted(self._nodes.items(), key=lambda item: item[1].last_seen))
         self.recovery = found
         _log.info(

@@ -25,6 +25,7 @@ import grpc
 from aggregator.book import Book
 from aggregator.config import AggregatorConfig
 from aggregator.history import HistoryRecorder, open_history
+from aggregator.round_clock import RoundClock
 from aggregator.service import OracleServicer
 from aggregator.store import HistoryStore, InMemoryHistoryStore
 from common.errors import ConfigError
@@ -43,6 +44,7 @@ class BoundServer:
     server: grpc.aio.Server
     port: int
     servicer: OracleServicer
+    round_clock: RoundClock
 
     @property
     def history(self) -> HistoryRecorder:
@@ -85,7 +87,9 @@ def build_server(
             f"cannot listen on {address}: the port is taken or the address is not local "
             f"(is another aggregator running? try --port)"
         ) from error
-    return BoundServer(server, port, servicer)
+    bound = BoundServer(server, port, servicer, RoundClock(servicer, clock))
+    _start_clock_with(bound)
+    return bound
 
 
 def create_server(
@@ -94,6 +98,25 @@ def create_server(
     """The bound, unstarted server and its port (useful with port 0)."""
     bound = build_server(config, clock=clock)
     return bound.server, bound.port
+
+
+def _start_clock_with(bound: BoundServer) -> None:
+    """The round clock starts and stops with the server, whoever starts it (serve, tests, the
+    explorer's in-process aggregator): rounds close at their deadlines with every caller.
+    """
+    server = bound.server
+    start, stop = server.start, server.stop
+
+    async def start_both() -> None:
+        await start()
+        bound.round_clock.start()
+
+    async def stop_both(grace: float | None) -> None:
+        await bound.round_clock.stop()
+        await stop(grace)
+
+    server.start = start_both  # type: ignore[method-assign]
+    server.stop = stop_both  # type: ignore[method-assign,assignment]
 
 
 async def serve(config: AggregatorConfig, *, clock: Clock = system_clock) -> None:

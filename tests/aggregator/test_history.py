@@ -189,9 +189,7 @@ async def test_the_stores_own_conflict_is_refused_like_the_books(
     running = await harness.start(store)
     # The history holds a price the book does not know (e.g. written by the previous run).
     earlier = submission(price=99000.0)
-    held = running.history.record(
-        validate_submission(earlier, config(), clock.now), earlier, clock.now
-    )
+    held = running.history.record(validate_submission(earlier, config(), clock.now), clock.now)
     await store.add_observation(held)
     before = running.state()
     details = await refused_with(

@@ -124,7 +124,12 @@ async def test_sigkill_mid_minute_then_restart_loses_nothing(tmp_path: Path) -> 
             assert aggregate.data_points == 3
             nodes = await stub.ListNodes(pb.ListNodesRequest())
             history = await stub.GetPriceHistory(pb.GetPriceHistoryRequest())
-            rounds = {r.minute: r for r in history.rounds}
+            # As GetRound serves them (with their late report counts), before the kill.
+            rounds = {
+                r.minute: await stub.GetRound(pb.GetRoundRequest(minute=r.minute))
+                for r in history.rounds
+            }
+            assert minute in rounds  # all three reported: closed at once
 
             # Redelivered older minutes from many nodes, in flight when the process is killed:
             # they never change the live minute, and each one answered success must survive.
@@ -156,10 +161,21 @@ async def test_sigkill_mid_minute_then_restart_loses_nothing(tmp_path: Path) -> 
             stub = oracle_pb2_grpc.OracleServiceStub(channel)
             await wait_serving(stub, process)
             again = await stub.GetAggregatedPrice(pb.GetPriceRequest())
-            assert again.aggregated_price == aggregate.aggregated_price
-            assert again.aggregate_minute == aggregate.aggregate_minute
-            assert [(p.source, p.price, p.node_id) for p in again.recent_prices] == [
-                (p.source, p.price, p.node_id) for p in aggregate.recent_prices
+            # The exact fields (integer fixed-point) are the contract's "same aggregate"; the
+            # double of a restored round is its price_e8 / 1e8 (see README, Durable history).
+            for name in (
+                "success",
+                "aggregated_price_e8",
+                "confidence_e8",
+                "aggregate_minute",
+                "data_points",
+                "status",
+                "final",
+            ):
+                assert getattr(again, name) == getattr(aggregate, name), name
+            assert again.aggregated_price == pytest.approx(aggregate.aggregated_price, abs=1e-8)
+            assert [(p.source, p.price_e8, p.node_id) for p in again.recent_prices] == [
+                (p.source, p.price_e8, p.node_id) for p in aggregate.recent_prices
             ]
             # Idempotency and conflicts as before the kill, for every acknowledged observation.
             for sent in acknowledged:
@@ -176,7 +192,8 @@ async def test_sigkill_mid_minute_then_restart_loses_nothing(tmp_path: Path) -> 
             assert {n.node_id for n in nodes.nodes} <= restored_ids
             # Closed rounds are exactly as they were.
             for round_minute, closed in rounds.items():
-                assert await stub.GetRound(pb.GetRoundRequest(minute=round_minute)) == closed
+                served = await stub.GetRound(pb.GetRoundRequest(minute=round_minute))
+                assert served == closed
             print(f"acknowledged {len(acknowledged)}, in flight at the kill {in_flight}")
     finally:
         kill(process)
