@@ -65,6 +65,9 @@ _TOKEN_VERSION = 1
 _TOKEN_PAYLOAD = struct.Struct(">BQQQ")  # version, before_minute, from_minute, to_minute
 _TOKEN_MAC_BYTES = 12
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+# The store needs a symbol; a node that sent none is stored with this, which validation never
+# lets a node send (no parentheses), so a replay gives the book back exactly "" again.
+NO_SYMBOL = "(none)"
 
 _Key = tuple[int, str, str, str, str]  # minute, exchange, node, base, quote (the store's key)
 
@@ -147,7 +150,7 @@ def _observation(record: ObservationRecord) -> Observation:
         record.quote,
         record.simulated,
         base=record.base,
-        symbol=record.symbol,
+        symbol="" if record.symbol == NO_SYMBOL else record.symbol,
         signature=record.signature,
         public_key=record.public_key,
     )
@@ -211,7 +214,7 @@ class HistoryRecorder:
     # -- SubmitPrice: durable before the answer ------------------------------------------
 
     def record(self, observation: Observation, now: float) -> ObservationRecord:
-        """The observation as the history stores it (the store needs a symbol: the pair's)."""
+        """The observation as the history stores it (see NO_SYMBOL)."""
         base = observation.base or BASE_BTC
         return ObservationRecord(
             exchange=observation.exchange,
@@ -219,7 +222,7 @@ class HistoryRecorder:
             minute=observation.minute,
             base=base,
             quote=observation.quote,
-            symbol=observation.symbol or f"{base}{observation.quote}",
+            symbol=observation.symbol or NO_SYMBOL,
             price=observation.price,
             received_at=now,
             simulated=observation.simulated,
@@ -338,19 +341,26 @@ class HistoryRecorder:
         state = self.store.recover(now, self._config.lateness)
         found = Recovery(observations=len(state.observations), rounds=len(state.rounds))
         restores = sorted(state.rounds, key=lambda stored: stored.closed_at)
-        stored_minutes = {stored.minute for stored in restores}
+        by_minute = {stored.minute: stored for stored in restores}
+        restored: set[int] = set()
         next_restore = 0
+
+        def restore(stored: RoundRecord) -> None:
+            if stored.minute not in restored:
+                restored.add(stored.minute)
+                book.restore_closed_round(oracle_pb2.Round.FromString(stored.round_proto))
+
         for row in state.nodes[-self._config.max_nodes :]:
             self._nodes[row.node_id] = NodeEntry(row.exchange, row.last_seen, row.submissions)
         found.nodes = len(self._nodes)
         for record in state.observations:
+            # Rounds that closed (by their deadline) before this observation arrived; closed_at
+            # is whole milliseconds, so within one the observation may be what closed it.
             while (
                 next_restore < len(restores)
-                # closed_at is whole milliseconds: within one, the observation closed it.
                 and restores[next_restore].closed_at + 0.001 < record.received_at
             ):
-                stored = restores[next_restore]
-                book.restore_closed_round(oracle_pb2.Round.FromString(stored.round_proto))
+                restore(restores[next_restore])
                 next_restore += 1
             self._remember((record.minute, *record.series), record.price, now)
             entry = self._nodes.get(record.node_id)
@@ -379,12 +389,16 @@ class HistoryRecorder:
                 )
                 continue
             found.replayed += 1
-            # A round the replay closes that the store holds is restored (as stored) next.
-            found.closed_again.extend(
-                closed for closed in result.closed_rounds if closed.minute not in stored_minutes
-            )
+            for closed in result.closed_rounds:
+                stored = by_minute.get(int(closed.minute))
+                if stored is None:
+                    found.closed_again.append(closed)  # closed, never committed: store it
+                else:
+                    # This observation closed it the first time too: the stored round, not
+                    # the recomputation, stands from here on, and what follows is late.
+                    restore(stored)
         for stored in restores[next_restore:]:
-            book.restore_closed_round(oracle_pb2.Round.FromString(stored.round_proto))
+            restore(stored)
         self._nodes = OrderedDict(sorted(self._nodes.items(), key=lambda item: item[1].last_seen))
         self.recovery = found
         _log.info(

@@ -479,3 +479,60 @@ async def test_history_off_keeps_nothing_across_a_restart(
     second = await harness.start(open_history(cfg, clock), cfg)
     assert second.history.recovery.observations == 0
     assert not (tmp_path / "never.sqlite3").exists()
+
+
+# -- real rounds (the book's closes) through the listener, across a restart ---------------------
+
+
+async def test_rounds_closed_by_the_book_are_stored_and_survive_a_restart(
+    harness: Harness, clock: FakeClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "rounds.sqlite3"
+    first = await harness.start(SqliteHistoryStore(path, simulate=False, clock=clock))
+    for index, source in enumerate(EXCHANGES):
+        assert (await first.stub.SubmitPrice(submission(source, price=100000.0 + index))).success
+    # All three reported: closed at once, and committed before the third answer left.
+    stored = first.store.get_round(T0)
+    assert stored is not None
+    closed = pb.Round.FromString(stored.round_proto)
+    assert closed.closed
+    assert closed.close_reason == pb.ROUND_CLOSE_REASON_ALL_REPORTED
+    late = await first.stub.SubmitPrice(submission("kraken", node_id="late-kraken", price=1e5))
+    assert "late" in late.message
+    # The next minute: two of three, still open.
+    clock.now += 60
+    for source in EXCHANGES[:2]:
+        await first.stub.SubmitPrice(submission(source, timestamp=T0 + 60, price=100010.0))
+    closed_before = await first.stub.GetRound(pb.GetRoundRequest(minute=T0))
+    assert closed_before.late_reports == 1
+    open_before = await first.stub.GetRound(pb.GetRoundRequest(minute=T0 + 60))
+    assert not open_before.closed
+    aggregate_before = await first.stub.GetAggregatedPrice(pb.GetPriceRequest())
+    history_before = await first.stub.GetPriceHistory(pb.GetPriceHistoryRequest())
+    await harness.stop(first)
+
+    second = await harness.start(SqliteHistoryStore(path, simulate=False, clock=clock))
+    assert second.history.recovery.closed_again == []
+    assert await second.stub.GetRound(pb.GetRoundRequest(minute=T0)) == closed_before
+    reopened = await second.stub.GetRound(pb.GetRoundRequest(minute=T0 + 60))
+    assert reopened == open_before
+    assert await second.stub.GetAggregatedPrice(pb.GetPriceRequest()) == aggregate_before
+    assert await second.stub.GetPriceHistory(pb.GetPriceHistoryRequest()) == history_before
+    # A late report after the restart is late too, and the closed round still does not change.
+    again = await second.stub.SubmitPrice(submission("kraken", node_id="later", price=1e5))
+    assert "late" in again.message
+    assert second.store.get_round(T0) == stored
+    # The open round closes at its deadline and is stored then.
+    clock.now = T0 + 60 + 60 + 46
+    await second.bound.servicer.close_due()
+    deadline = second.store.get_round(T0 + 60)
+    assert deadline is not None
+    assert pb.Round.FromString(deadline.round_proto).close_reason == (
+        pb.ROUND_CLOSE_REASON_DEADLINE
+    )
+    await harness.stop(second)
+
+    third = await harness.start(SqliteHistoryStore(path, simulate=False, clock=clock))
+    assert third.history.recovery.closed_again == []
+    served = await third.stub.GetRound(pb.GetRoundRequest(minute=T0 + 60))
+    assert served == pb.Round.FromString(deadline.round_proto)
