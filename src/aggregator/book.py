@@ -89,6 +89,18 @@ class _ClosedRound:
     result: RoundResult
     late_reports: int = 0
 
+    def recorded(self, observation: Observation) -> bool:
+        """True when the round itself holds this report (a replay at recovery, not a late one)."""
+        return any(
+            item.price.exchange == observation.exchange
+            and item.price.minute == observation.minute
+            and any(
+                node_id == observation.node_id and report.price == observation.price
+                for node_id, report in item.price.reports
+            )
+            for item in (*self.result.kept, *self.result.excluded)
+        )
+
 
 _SeenKey = tuple[str, str, int, str]  # (exchange, base, minute, node_id)
 
@@ -276,8 +288,10 @@ class Book:
             outcome = Outcome.PENDING if pending else Outcome.COUNTED
             return SubmitResult(outcome, None, tuple(closed))
 
-        if minute in self._closed:
-            self._closed[minute].late_reports += 1
+        closed_round = self._closed.get(minute)
+        if closed_round is not None:
+            if not closed_round.recorded(observation):
+                closed_round.late_reports += 1
             return SubmitResult(Outcome.LATE, None, tuple(closed))
         state = self._open.get(minute)
         if state is None:
@@ -318,8 +332,10 @@ class Book:
         self._closed[minute] = _ClosedRound(
             message, result_of_round(message, self._rules), int(message.late_reports)
         )
-        for judged in self._closed[minute].result.kept:
-            self._remember_close(judged.price)
+        restored = self._closed[minute].result
+        for judged in (*restored.kept, *restored.excluded):
+            if judged.price.minute == minute:  # not a stuck venue's older minute
+                self._remember_close(judged.price)
         self._live = None
 
     # -- rounds ----------------------------------------------------------------------------
@@ -408,23 +424,26 @@ class Book:
             reverse=True,
         )
         verdicts = [
-            self._closed[m].result if m in self._closed else self._judge(m, self._open[m])
+            (self._closed[m].result, True)
+            if m in self._closed
+            else (self._judge(m, self._open[m]), False)
             for m in fresh
         ]
-        chosen = pick_live(verdicts)
+        picked = pick_live(verdicts)
         # Valid until a pending minute's candle closes or a fresh one goes stale.
         changes = [m + MINUTE - self._config.close_skew for m in self._open if m not in fresh]
         changes += [m + MINUTE + self._config.staleness + 1e-6 for m in fresh]
         valid_until = min(changes, default=math.inf)
-        if chosen is None:
+        if picked is None:
             reason = (
                 "no fresh prices: no round within the staleness window"
                 if self._closes
                 else "no prices submitted yet"
             )
             return LiveAggregate(None, False, reason, valid_until)
+        chosen, final = picked
         reason = chosen.summary if chosen.status is Status.UNKNOWN else ""
-        return LiveAggregate(chosen, chosen.minute in self._closed, reason, valid_until)
+        return LiveAggregate(chosen, final, reason, valid_until)
 
     def _remember_close(self, price: ExchangePrice) -> None:
         # Enough minutes for the frozen rule and the per-exchange answer; older ones go, by

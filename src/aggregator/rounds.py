@@ -12,8 +12,9 @@ The rules, in order:
 2. Frozen: an input whose close has not changed for `max_flat_minutes` while another exchange's
    close moved in the same minutes is excluded ("frozen"). Stuck: an expected exchange that did
    not report this minute but an older one is named ("stuck") with its last minute.
-3. Outliers: with three or more inputs left, one further than `max_deviation` from their median
-   is excluded ("deviation") and named with its deviation.
+3. Outliers: with three or more inputs, one further than `max_deviation` from the median of the
+   minute's inputs (frozen ones included: see `_screen`) is excluded ("deviation") and named
+   with its deviation.
 4. Two inputs that disagree (further apart than `max_deviation`) cannot be told apart: nothing
    says which one is wrong, so publishing either (or their mean, a price neither venue quotes)
    would be a guess. Both are excluded ("disagreement") and the result is UNKNOWN: no price
@@ -181,17 +182,8 @@ def judge_round(
                 f"{behind} minute(s) behind",
             )
         )
-    candidates: list[Judged] = []
-    for price in sorted(inputs, key=lambda item: item.exchange):
-        usd = usd_value(price, usdt_rate)
-        frozen = frozen_detail(price.exchange, minute, closes, rules.max_flat_minutes)
-        if frozen is not None:
-            excluded.append(Judged(price, usd, Decimal(0), "frozen", frozen))
-        else:
-            candidates.append(Judged(price, usd, Decimal(0)))
-
-    kept, outliers, summary = _screen(candidates, rules)
-    excluded.extend(outliers)
+    kept, screened, summary = _screen(minute, inputs, rules, usdt_rate, closes)
+    excluded.extend(screened)
     at_par = usdt_rate is None and any(
         item.price.quote == "USDT" for item in (*kept, *excluded) if item.price.minute == minute
     )
@@ -233,33 +225,50 @@ def judge_round(
     )
 
 
-def _screen(candidates: Sequence[Judged], rules: Rules) -> tuple[list[Judged], list[Judged], str]:
-    """The outlier and two-input rules: (kept, excluded, why when nothing could be kept)."""
-    if not candidates:
+def _screen(
+    minute: int,
+    inputs: Sequence[ExchangePrice],
+    rules: Rules,
+    usdt_rate: Decimal | None,
+    closes: Mapping[str, Mapping[int, Decimal]],
+) -> tuple[list[Judged], list[Judged], str]:
+    """The frozen, outlier and two-input rules: (kept, excluded, why nothing could be kept).
+
+    The median is taken over all of the minute's inputs, frozen ones included: a venue frozen
+    for a few minutes is still close to the market and helps tell which of the others moved
+    away (one frozen, one jumping, one healthy: the jump is the outlier), but it is not kept.
+    """
+    if not inputs:
         return [], [], ""
-    middle = median([item.usd_price for item in candidates])
-    measured = [
-        Judged(item.price, item.usd_price, abs(item.usd_price - middle) / middle)
-        for item in candidates
-    ]
-    if len(measured) == 2:
-        low, high = sorted(item.usd_price for item in measured)
+    ordered = sorted(inputs, key=lambda item: item.exchange)
+    values = [usd_value(price, usdt_rate) for price in ordered]
+    middle = median(values)
+    kept: list[Judged] = []
+    excluded: list[Judged] = []
+    rest: list[Judged] = []
+    for price, usd in zip(ordered, values, strict=True):
+        deviation = abs(usd - middle) / middle
+        frozen = frozen_detail(price.exchange, minute, closes, rules.max_flat_minutes)
+        if frozen is not None:
+            excluded.append(Judged(price, usd, deviation, "frozen", frozen))
+        else:
+            rest.append(Judged(price, usd, deviation))
+    if len(ordered) == 2 and len(rest) == 2:
+        low, high = sorted(item.usd_price for item in rest)
         gap = (high - low) / middle
         if gap > rules.max_deviation:
-            names = " and ".join(item.exchange for item in measured)
+            names = " and ".join(item.exchange for item in rest)
             summary = (
                 f"disagreement: {names} differ by {percent(gap)} (> "
                 f"{percent(rules.max_deviation)}) and nothing says which is right"
             )
-            excluded = [
+            excluded.extend(
                 Judged(item.price, item.usd_price, item.deviation, "disagreement", summary)
-                for item in measured
-            ]
+                for item in rest
+            )
             return [], excluded, summary
-    kept: list[Judged] = []
-    excluded = []
-    for item in measured:
-        if len(measured) >= 3 and item.deviation > rules.max_deviation:
+    for item in rest:
+        if len(ordered) >= 3 and item.deviation > rules.max_deviation:
             detail = (
                 f"{percent(item.deviation)} from the median {middle:.2f} (> "
                 f"{percent(rules.max_deviation)})"
@@ -318,15 +327,27 @@ class LiveAggregate:
         return self.price is not None
 
 
-def pick_live(verdicts: Sequence[RoundResult]) -> RoundResult | None:
-    """The minute to serve live from the fresh, closed-candle minutes' verdicts (newest first).
+_RANK = {Status.OK: 2, Status.DEGRADED: 1, Status.UNKNOWN: 0}
 
-    The newest OK minute; else the newest DEGRADED one; else the newest (UNKNOWN) one. So while
-    the next minute has only its fastest venue in, consumers keep the previous minute's OK (and
-    often final) value instead of a one-venue price; as soon as the new minute is OK it wins.
+
+def pick_live(verdicts: Sequence[tuple[RoundResult, bool]]) -> tuple[RoundResult, bool] | None:
+    """The minute to serve live: (verdict, closed) of the fresh, closed-candle minutes, newest
+    first.
+
+    The newest closed round is the reference: it is final and says the truth about its minute
+    (a venue just found frozen makes it DEGRADED, and that is served, not an older OK minute).
+    A newer open round replaces it once its status is at least as good, so while the next
+    minute has only its fastest venue in, consumers keep the final OK value instead of a
+    one-venue price; as soon as the open minute is as good, it wins. With no closed round, the
+    best of the open ones, newest first.
     """
-    for wanted in (Status.OK, Status.DEGRADED):
-        for verdict in verdicts:
-            if verdict.status is wanted:
-                return verdict
-    return verdicts[0] if verdicts else None
+    closed = next((item for item in verdicts if item[1]), None)
+    floor = _RANK[closed[0].status] if closed is not None else 0
+    best: tuple[RoundResult, bool] | None = None
+    for verdict, is_closed in verdicts:
+        if closed is not None and verdict.minute <= closed[0].minute:
+            break
+        rank = _RANK[verdict.status]
+        if rank >= floor and (best is None or rank > _RANK[best[0].status]):
+            best = (verdict, is_closed)
+    return best if best is not None else closed
