@@ -64,6 +64,9 @@ _MAX_TOKEN_LENGTH = 128
 _TOKEN_VERSION = 1
 _TOKEN_PAYLOAD = struct.Struct(">BQQQ")  # version, before_minute, from_minute, to_minute
 _TOKEN_MAC_BYTES = 12
+# Pages kept (about 100 kB each at limit 100): readers poll the same newest page every few
+# seconds, and until the next round closes it cannot change.
+_CACHED_PAGES = 16
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 # The store needs a symbol; a node that sent none is stored with this, which validation never
 # lets a node send (no parentheses), so a replay gives the book back exactly "" again.
@@ -202,6 +205,11 @@ class HistoryRecorder:
         # one from a previous run is refused (start again from the first page) rather than
         # trusted. The committer restarts its catch-up by itself on INVALID_ARGUMENT.
         self._token_key = secrets.token_bytes(32)
+        # (from, to, limit, before) -> page; closed rounds never change, so a page changes only
+        # when a round is stored, which clears it.
+        self._pages: OrderedDict[
+            tuple[int, int, int, int | None], oracle_pb2.GetPriceHistoryResponse
+        ] = OrderedDict()
 
     @classmethod
     def in_memory(cls, config: AggregatorConfig, clock: Clock) -> HistoryRecorder:
@@ -312,6 +320,7 @@ class HistoryRecorder:
     async def _save_round(self, round_: oracle_pb2.Round) -> None:
         try:
             await self.store.add_round(_round_record(round_))
+            self._pages.clear()
         except DuplicateRoundError:
             # A closed round never changes: the stored one stands (and is what GetRound serves).
             _log.warning("round_already_stored", minute=format_minute(int(round_.minute)))
@@ -431,6 +440,11 @@ class HistoryRecorder:
                 "from_minute", f"{low} is after to_minute {high}; the range is inclusive"
             )
         before = self._read_token(request.page_token, low, high) if request.page_token else None
+        key = (low, high, limit, before)
+        cached = self._pages.get(key)
+        if cached is not None:
+            self._pages.move_to_end(key)
+            return cached
         records = self.store.rounds(low or None, high or None, limit + 1, before)
         # The stored bytes are the served rounds: the page is built as the wire form of
         # `repeated Round rounds = 1` and parsed once in C, not round by round in Python.
@@ -441,6 +455,9 @@ class HistoryRecorder:
         )
         if len(records) > limit:
             response.next_page_token = self._token(records[limit - 1].minute, low, high)
+        self._pages[key] = response
+        while len(self._pages) > _CACHED_PAGES:
+            self._pages.popitem(last=False)
         return response
 
     def _token(self, before: int, low: int, high: int) -> str:

@@ -536,3 +536,14 @@ async def test_rounds_closed_by_the_book_are_stored_and_survive_a_restart(
     assert third.history.recovery.closed_again == []
     served = await third.stub.GetRound(pb.GetRoundRequest(minute=T0 + 60))
     assert served == pb.Round.FromString(deadline.round_proto)
+
+
+async def test_a_repeated_page_is_fresh_after_the_next_close(harness: Harness) -> None:
+    running = await harness.start()
+    await close_rounds(running, [T0 - 120, T0 - 60])
+    first = await running.stub.GetPriceHistory(pb.GetPriceHistoryRequest(limit=1))
+    again = await running.stub.GetPriceHistory(pb.GetPriceHistoryRequest(limit=1))
+    assert [r.minute for r in again.rounds] == [r.minute for r in first.rounds] == [T0 - 60]
+    await close_rounds(running, [T0])
+    newest = await running.stub.GetPriceHistory(pb.GetPriceHistoryRequest(limit=1))
+    assert [r.minute for r in newest.rounds] == [T0]
