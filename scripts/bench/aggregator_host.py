@@ -6,6 +6,11 @@ leave memory. Here the unchanged server from `aggregator.server.create_server` g
 runs `speed` times faster than real time from `t0` (the load generator computes "now" with the same
 formula), so the same run spans many hours of candle minutes. Only the clock differs from the
 `aggregator` CLI; logging is configured the same way, to a file. Prints `PORT <n>` when listening.
+
+History: in memory by default (what `[database] enabled = false` gives); `--db-path` opens the
+SQLite history there with the same clock, as `serve` does, so "history on" and "history off" are
+the same server on the same clock. `--clock-offset` shifts the clock (real speed) so that a
+prepared database's last minute is "now" and a start recovers what a real restart would.
 """
 
 from __future__ import annotations
@@ -15,17 +20,34 @@ import asyncio
 from pathlib import Path
 
 from aggregator.config import AggregatorConfig
-from aggregator.server import create_server
+from aggregator.server import build_server
+from aggregator.store import HistoryStore, InMemoryHistoryStore, SqliteHistoryStore
 from bench.procs import serve_until_signalled
 from bench.traffic import ServerClock
 from common.logsetup import configure_logging
 
 
-async def serve(port: int, clock: ServerClock, simulate: bool) -> None:
-    server, bound = create_server(
-        AggregatorConfig(host="127.0.0.1", port=port, simulate=simulate), clock=clock.now
-    )
-    await serve_until_signalled(server, bound, grace=2.0)
+async def serve(
+    port: int, clock: ServerClock, simulate: bool, db_path: Path | None, offset: float
+) -> None:
+    def now() -> float:
+        return clock.now() + offset
+
+    store: HistoryStore
+    if db_path is None:
+        store = InMemoryHistoryStore(simulate=simulate, clock=now)
+    else:
+        store = SqliteHistoryStore(db_path, simulate=simulate, clock=now)
+    try:
+        bound = build_server(
+            AggregatorConfig(host="127.0.0.1", port=port, simulate=simulate),
+            clock=now,
+            store=store,
+        )
+        await bound.history.persist_recovered()
+        await serve_until_signalled(bound.server, bound.port, grace=2.0)
+    finally:
+        await store.close()
 
 
 def main() -> None:
@@ -36,9 +58,12 @@ def main() -> None:
     parser.add_argument("--log-file", type=Path, required=True)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--simulate", action="store_true")
+    parser.add_argument("--db-path", type=Path, help="SQLite history here (default: in memory)")
+    parser.add_argument("--clock-offset", type=float, default=0.0, help="seconds added to now")
     args = parser.parse_args()
     configure_logging(args.log_level, args.log_file, service="aggregator")
-    asyncio.run(serve(args.port, ServerClock(args.t0, args.speed), args.simulate))
+    clock = ServerClock(args.t0, args.speed)
+    asyncio.run(serve(args.port, clock, args.simulate, args.db_path, args.clock_offset))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,63 @@ _GET_RESPONSE = oracle_pb2.GetPriceResponse(
 )
 
 
+def _round(minute: int) -> oracle_pb2.Round:
+    """A closed round of the size the aggregator stores: three inputs, each with a signed report."""
+    price_e8 = 10_000_050_000_000
+    return oracle_pb2.Round(
+        minute=minute,
+        status=oracle_pb2.PRICE_STATUS_OK,
+        price=price_e8 / 1e8,
+        price_e8=price_e8,
+        confidence=12.5,
+        confidence_e8=1_250_000_000,
+        method=oracle_pb2.AGGREGATION_METHOD_MEAN,
+        inputs=[
+            oracle_pb2.RoundInput(
+                source=source,
+                price=price_e8 / 1e8,
+                price_e8=price_e8,
+                quote="USD",
+                usd_price=price_e8 / 1e8,
+                usd_price_e8=price_e8,
+                minute=minute,
+                deviation=0.0001,
+                observations=[
+                    oracle_pb2.NodeObservation(
+                        node_id=f"{source}-node",
+                        price=price_e8 / 1e8,
+                        price_e8=price_e8,
+                        quote="USD",
+                        symbol="BTCUSD",
+                        received_at_ms=(minute + 60) * 1000 + 412,
+                        signature=bytes(range(64)),
+                        public_key=bytes(range(32)),
+                    )
+                ],
+            )
+            for source in ("binance", "coinbase", "kraken")
+        ],
+        closed=True,
+        closed_at_ms=(minute + 60) * 1000 + 450,
+        close_reason=oracle_pb2.ROUND_CLOSE_REASON_ALL_REPORTED,
+        expected_sources=["binance", "coinbase", "kraken"],
+        message="OK: 3 of 3 exchanges, mean",
+    )
+
+
+# GetPriceHistory(limit=100) as the aggregator answers it: 100 rounds and a page token.
+_HISTORY_RESPONSE = oracle_pb2.GetPriceHistoryResponse(
+    rounds=[_round(_MINUTE - 60 * i) for i in range(100)], next_page_token="A" * 50
+)
+_NODES_RESPONSE = oracle_pb2.ListNodesResponse(
+    nodes=[
+        oracle_pb2.NodeInfo(node_id=f"oracle-node-{i}", exchange="kraken", active=True)
+        for i in range(3)
+    ],
+    total=3,
+    node_timeout_seconds=120,
+)
+
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -87,6 +144,26 @@ class BaselineServicer(oracle_pb2_grpc.OracleServiceServicer):
             uptime_seconds=int(time.time() - self._started),
             message="bare baseline",
         )
+
+    async def GetPriceHistory(
+        self, request: oracle_pb2.GetPriceHistoryRequest, context: Context
+    ) -> oracle_pb2.GetPriceHistoryResponse:
+        return _HISTORY_RESPONSE
+
+    async def ListNodes(
+        self, request: oracle_pb2.ListNodesRequest, context: Context
+    ) -> oracle_pb2.ListNodesResponse:
+        return _NODES_RESPONSE
+
+    async def GetRound(
+        self, request: oracle_pb2.GetRoundRequest, context: Context
+    ) -> oracle_pb2.Round:
+        return _HISTORY_RESPONSE.rounds[0]
+
+    def SubscribePrices(
+        self, request: oracle_pb2.SubscribeRequest, context: Context
+    ) -> Iterator[oracle_pb2.PriceUpdate] | AsyncIterator[oracle_pb2.PriceUpdate]:
+        raise NotImplementedError("not part of the baseline")
 
     async def UpdateConfig(
         self, request: oracle_pb2.ConfigRequest, context: Context

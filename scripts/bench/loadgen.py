@@ -28,7 +28,9 @@ from bench.stats import LoadFigures, summarise
 from bench.traffic import ServerClock, SubmitStream
 from common.proto import oracle_pb2, oracle_pb2_grpc
 
-RPCS = ("submit", "get")
+RPCS = ("submit", "get", "history")
+# GetPriceHistory as the explorer and the committer page it: 100 rounds per call.
+HISTORY_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ async def _run_worker(spec: WorkerSpec) -> dict[str, Any]:
     issued = 0
     tickets = spec.count
     get_request = oracle_pb2.GetPriceRequest()
+    history_request = oracle_pb2.GetPriceHistoryRequest(limit=HISTORY_LIMIT)
 
     async with grpc.aio.insecure_channel(spec.target) as channel:
         await asyncio.wait_for(channel.channel_ready(), timeout=10)
@@ -91,6 +94,9 @@ async def _run_worker(spec: WorkerSpec) -> dict[str, Any]:
                     if spec.rpc == "submit":
                         response = await stub.SubmitPrice(submits.next_request())
                         duplicated = response.duplicate
+                    elif spec.rpc == "history":
+                        await stub.GetPriceHistory(history_request)
+                        duplicated = False
                     else:
                         await stub.GetAggregatedPrice(get_request)
                         duplicated = False

@@ -21,6 +21,7 @@ from aggregator.config import (
     AggregatorFile,
     load_config,
 )
+from aggregator.history import HistoryOpenError
 from aggregator.server import serve
 from common.errors import ConfigError
 from common.listen import ensure_can_listen
@@ -74,6 +75,8 @@ def main(config_path: Path | None, check_config: bool, **options: object) -> Non
         # Asked first, so a taken port is one clear line, not gRPC's own stderr line and ours.
         ensure_can_listen(config.host, config.port, what="the aggregator's gRPC port")
         asyncio.run(serve(config))
+    except HistoryOpenError as error:  # the database cannot be used: a restart cannot fix it
+        exit_on_config_error(PROGRAM, error)
     except ConfigError as error:  # the port cannot be bound: a runtime failure, exit 1
         raise click.ClickException(str(error)) from error
 

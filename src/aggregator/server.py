@@ -6,6 +6,11 @@ and load balancers move away) while every call that reaches the server is still 
 call has been in progress for a short quiet period, or the grace period is over, the server stops.
 gRPC's own `stop(grace)` alone is not enough: it cancels calls already queued in the transport
 but not yet handed to a handler, which a client sees as CANCELLED, not as an answer.
+
+History: `serve` opens the configured store (SQLite by default) before anything binds, replays it
+into the book, and closes it only after the server stopped, so every call that was answered had
+its commit. `build_server` never opens files: given no store it keeps history in memory, which is
+what in-process tests want (fast, nothing left on disk, no lock on the repository's database).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import grpc
 
 from aggregator.book import Book
 from aggregator.config import AggregatorConfig
+from aggregator.history import HistoryRecorder, open_history
 from aggregator.round_clock import RoundClock
 from aggregator.service import OracleServicer
+from aggregator.store import HistoryStore, InMemoryHistoryStore
 from common.errors import ConfigError
 from common.logsetup import get_logger
 from common.proto import oracle_pb2_grpc
@@ -39,9 +46,24 @@ class BoundServer:
     servicer: OracleServicer
     round_clock: RoundClock
 
+    @property
+    def history(self) -> HistoryRecorder:
+        return self.servicer.history
 
-def build_server(config: AggregatorConfig, *, clock: Clock = system_clock) -> BoundServer:
-    """Create the server, register the service and bind; the caller starts it."""
+
+def build_server(
+    config: AggregatorConfig, *, clock: Clock = system_clock, store: HistoryStore | None = None
+) -> BoundServer:
+    """Create the server, recover the history into the book, register the service and bind.
+
+    The caller starts the server and owns `store` (closes it after stopping the server); without
+    one the history is in memory. Rounds the replay closed anew still need
+    `await bound.history.persist_recovered()` before serving (`serve` does it).
+    """
+    if store is None:
+        store = InMemoryHistoryStore(
+            simulate=config.simulate, clock=clock, retention_days=config.database.retention_days
+        )
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -50,7 +72,11 @@ def build_server(config: AggregatorConfig, *, clock: Clock = system_clock) -> Bo
             ("grpc.so_reuseport", 0),
         ]
     )
-    servicer = OracleServicer(config, Book(config), clock)
+    book = Book(config)
+    history = HistoryRecorder(store, config)
+    history.recover(book, clock())
+    servicer = OracleServicer(config, book, clock, history=history)
+    servicer.round_listeners.append(history.on_round_closed)
     oracle_pb2_grpc.add_OracleServiceServicer_to_server(servicer, server)
     host = f"[{config.host}]" if ":" in config.host else config.host
     address = f"{host}:{config.port}"
@@ -94,8 +120,22 @@ def _start_clock_with(bound: BoundServer) -> None:
 
 
 async def serve(config: AggregatorConfig, *, clock: Clock = system_clock) -> None:
-    """Run until SIGTERM/SIGINT, then drain within the grace period."""
-    bound = build_server(config, clock=clock)
+    """Open the history, run until SIGTERM/SIGINT, drain within the grace period, close it.
+
+    A database that cannot be used raises HistoryOpenError (a ConfigError naming the path)
+    before any port is bound.
+    """
+    store = open_history(config, clock)
+    try:
+        bound = build_server(config, clock=clock, store=store)
+        await bound.history.persist_recovered()
+        await _run(config, bound)
+    finally:
+        # After the server stopped: no handler can still be waiting for a commit.
+        await store.close()
+
+
+async def _run(config: AggregatorConfig, bound: BoundServer) -> None:
     await bound.server.start()
     _log.info(
         "aggregator_started",

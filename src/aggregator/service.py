@@ -19,10 +19,11 @@ import grpc
 from aggregator import __version__
 from aggregator.book import Book, Outcome
 from aggregator.config import AggregatorConfig
+from aggregator.history import HistoryRecorder, RoundNotFoundError
 from aggregator.round_message import METHOD_TO_WIRE, STATUS_TO_WIRE, fill_input
 from aggregator.rounds import Judged, LiveAggregate, Status, to_e8
 from aggregator.validation import validate_exchange, validate_submission
-from common.errors import OracleError
+from common.errors import InvalidObservationError, OracleError
 from common.logsetup import get_logger
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import MINUTE, Clock, format_minute
@@ -130,10 +131,19 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
     aggregate listener is called with `now` after each change of the live value (streaming).
     """
 
-    def __init__(self, config: AggregatorConfig, book: Book, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: AggregatorConfig,
+        book: Book,
+        clock: Clock,
+        *,
+        history: HistoryRecorder | None = None,
+    ) -> None:
         self._config = config
         self._book = book
         self._clock = clock
+        # Without a recorder (tests, benchmarks of the bare logic) history lives in memory.
+        self.history = history if history is not None else HistoryRecorder.in_memory(config, clock)
         self._started = clock()
         self.draining = False
         self.activity = Activity()
@@ -198,8 +208,17 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self, request: oracle_pb2.PriceRequest, context: _Context
     ) -> oracle_pb2.PriceResponse:
         now = self._clock()
-        observation = validate_submission(request, self._config, now)
-        result = self._book.submit(observation, now)
+        try:
+            observation = validate_submission(request, self._config, now)
+            # Durable before the answer: checked (nothing changes), committed, then applied. A
+            # failed commit is UNAVAILABLE and the book never saw the observation.
+            self._book.check(observation, now)
+            await self.history.commit(observation, now)
+            result = self._book.submit(observation, now)
+        except OracleError as error:
+            self.history.refused(error, request, now)
+            raise
+        await self.history.accepted(observation, result, now)
         if result.outcome is not Outcome.DUPLICATE:
             self.book_changed.set()
         await self._after_change(result.closed_rounds, now)
@@ -463,28 +482,46 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             context, "UpdateConfig", "change the node's TOML config and restart the node"
         )
 
-    # -- declared in the contract, built by the rounds and streaming work ----------------------
+    # -- rounds and history ------------------------------------------------------------------
 
+    @_maps_errors
     async def GetRound(
         self, request: oracle_pb2.GetRoundRequest, context: _Context
     ) -> oracle_pb2.Round:
-        await _unimplemented(context, "GetRound", "poll GetAggregatedPrice instead")
+        minute = request.minute
+        if minute == 0 or minute % MINUTE:
+            raise InvalidObservationError(
+                "minute", f"{minute} is not a candle minute (unix seconds, a multiple of 60)"
+            )
+        # Closed first: a closed round is final, wherever it is kept (recent ones in memory).
+        found = self._book.closed_round(minute)
+        if found is None:
+            found = self.history.stored_round(minute)
+        if found is None:
+            found = self._book.open_round(minute, self._clock())
+        if found is None:
+            raise RoundNotFoundError(f"minute: no round is known for minute {minute}")
+        return found
 
+    @_maps_errors
     async def GetPriceHistory(
         self, request: oracle_pb2.GetPriceHistoryRequest, context: _Context
     ) -> oracle_pb2.GetPriceHistoryResponse:
-        await _unimplemented(context, "GetPriceHistory", "poll GetAggregatedPrice instead")
+        return self.history.history_page(request)
+
+    @_maps_errors
+    async def ListNodes(
+        self, request: oracle_pb2.ListNodesRequest, context: _Context
+    ) -> oracle_pb2.ListNodesResponse:
+        return self.history.list_nodes(request, self._clock())
+
+    # -- declared in the contract, built by the streaming work -------------------------------
 
     async def SubscribePrices(
         self, request: oracle_pb2.SubscribeRequest, context: _Context
     ) -> AsyncIterator[oracle_pb2.PriceUpdate]:
         await _unimplemented(context, "SubscribePrices", "poll GetAggregatedPrice instead")
         yield oracle_pb2.PriceUpdate()  # pragma: no cover (abort raised)
-
-    async def ListNodes(
-        self, request: oracle_pb2.ListNodesRequest, context: _Context
-    ) -> oracle_pb2.ListNodesResponse:
-        await _unimplemented(context, "ListNodes", "see HealthCheck.active_nodes")
 
 
 async def _unimplemented(context: _Context, rpc: str, hint: str) -> NoReturn:

@@ -37,6 +37,9 @@ def test_aggregator_benchmark_smoke_prints_a_table_and_writes_json(tmp_path: Pat
     assert "SubmitPrice: signed" in result.stdout
     assert "n/a (not implemented yet)" in result.stdout
     assert "Memory (aggregator RSS" in result.stdout
+    assert "| SubmitPrice: new reports, SQLite history on" in result.stdout
+    assert "| GetPriceHistory(limit=100)" in result.stdout
+    assert "Restart on a 1-day history file" in result.stdout
 
     document = json.loads(figures_file.read_text(encoding="utf-8"))
     assert document["machine"]["cores"]
@@ -44,6 +47,7 @@ def test_aggregator_benchmark_smoke_prints_a_table_and_writes_json(tmp_path: Pat
         assert row["figures"]["calls"] > 0, row
         assert row["figures"]["errors"] == 0, row
         assert row["ratio"] > 0
+    assert document["history"]["start_to_first_answer_s"] > 0
     memory = document["memory"]
     assert memory["failed_calls"] == 0
     assert memory["rss_after_total_mb"] > 0
