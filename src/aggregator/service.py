@@ -7,8 +7,9 @@ consistent with one instant.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from decimal import Decimal
 from functools import wraps
 from typing import Any, NoReturn, TypeVar
@@ -19,6 +20,7 @@ from aggregator import __version__
 from aggregator.aggregation import Aggregate, ExchangePrice
 from aggregator.book import Book, Outcome
 from aggregator.config import AggregatorConfig
+from aggregator.streaming_service import StreamingService
 from aggregator.validation import validate_exchange, validate_submission
 from common.errors import OracleError
 from common.logsetup import get_logger
@@ -41,21 +43,30 @@ def _maps_errors(method: _Handler[_Servicer, _Req, _Resp]) -> _Handler[_Servicer
     @wraps(method)
     async def wrapper(self: _Servicer, request: _Req, context: _Context) -> _Resp:
         self.activity.started()
+        started, code = time.perf_counter(), grpc.StatusCode.INTERNAL
         try:
-            return await method(self, request, context)
+            answer = await method(self, request, context)
         except OracleError as error:
+            code = error.status
             _log.warning(
                 "request_refused", rpc=method.__name__, status=error.status.name, reason=str(error)
             )
             await context.abort(error.status, str(error))
             raise  # unreachable: abort raises; keeps type checkers and readers honest
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED  # the client went away
+            raise
         except Exception:
             # A bug must still give the client a clear status and leave a trace in the log.
             _log.exception("request_failed", rpc=method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed; see the log")
             raise
+        else:
+            code = grpc.StatusCode.OK
+            return answer
         finally:
             self.activity.finished()
+            self.streaming.observe_rpc(method.__name__, code, time.perf_counter() - started)
 
     return wrapper
 
@@ -102,6 +113,11 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self.activity = Activity()
         self._logged_aggregate: tuple[Decimal, int, int] | None = None
         self._cached_answer: tuple[Aggregate, int, int, oracle_pb2.GetPriceResponse] | None = None
+        # Told after every change of the live aggregate (with `now`), and of every closed round.
+        self.aggregate_listeners: list[Callable[[float], None]] = []
+        self.round_listeners: list[Callable[[oracle_pb2.Round], Awaitable[None]]] = []
+        # SubscribePrices, StreamPrices, grpc.health.v1 and the metrics (streaming_service.py).
+        self.streaming = StreamingService(config, self, clock)
 
     @property
     def book(self) -> Book:
@@ -113,6 +129,14 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
     async def SubmitPrice(
         self, request: oracle_pb2.PriceRequest, context: _Context
     ) -> oracle_pb2.PriceResponse:
+        return await self.streaming.submit(request, transport="unary")
+
+    async def submit_price(self, request: oracle_pb2.PriceRequest) -> oracle_pb2.PriceResponse:
+        """SubmitPrice's core, the one path of both transports (unary and StreamPrices).
+
+        Raises the `OracleError` of a refusal, having changed nothing; every check added here
+        (signatures, durable history) applies to both transports at once.
+        """
         now = self._clock()
         observation = validate_submission(request, self._config, now)
         result = self._book.submit(observation, now)
@@ -136,6 +160,8 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
                 )
             if result.outcome is Outcome.COUNTED:
                 self._log_aggregate(current, now)
+                for listener in self.aggregate_listeners:
+                    listener(now)
 
         response = oracle_pb2.PriceResponse(
             success=True,
@@ -188,9 +214,12 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
     async def GetAggregatedPrice(
         self, request: oracle_pb2.GetPriceRequest, context: _Context
     ) -> oracle_pb2.GetPriceResponse:
+        return self.price_answer(request.source_filter if request.HasField("source_filter") else "")
+
+    def price_answer(self, source: str) -> oracle_pb2.GetPriceResponse:
+        """GetAggregatedPrice's answer for `source` ("" = the aggregate): also each update's."""
         now = self._clock()
         active = self._book.active_node_count(now)
-        source = request.source_filter if request.HasField("source_filter") else ""
         if source:
             return self._exchange_answer(source, active, now)
         current = self._book.aggregate(now)
@@ -298,15 +327,23 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             draining=self.draining,
         )
 
-    # -- declared, not implemented -----------------------------------------------------------
+    # -- streaming (aggregator/streaming_service.py) -----------------------------------------
 
     async def StreamPrices(
         self,
-        request_iterator: object,
+        request_iterator: AsyncIterator[oracle_pb2.PriceRequest],
         context: _Context,
     ) -> AsyncIterator[oracle_pb2.AggregatedPriceUpdate]:
-        await _unimplemented(context, "StreamPrices", "poll GetAggregatedPrice instead")
-        yield oracle_pb2.AggregatedPriceUpdate()  # pragma: no cover (abort raised)
+        async for update in self.streaming.stream_prices(request_iterator, context):
+            yield update
+
+    async def SubscribePrices(
+        self, request: oracle_pb2.SubscribeRequest, context: _Context
+    ) -> AsyncIterator[oracle_pb2.PriceUpdate]:
+        async for update in self.streaming.subscribe_prices(request, context):
+            yield update
+
+    # -- declared, not implemented -----------------------------------------------------------
 
     async def UpdateConfig(
         self, request: oracle_pb2.ConfigRequest, context: _Context
@@ -326,12 +363,6 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self, request: oracle_pb2.GetPriceHistoryRequest, context: _Context
     ) -> oracle_pb2.GetPriceHistoryResponse:
         await _unimplemented(context, "GetPriceHistory", "poll GetAggregatedPrice instead")
-
-    async def SubscribePrices(
-        self, request: oracle_pb2.SubscribeRequest, context: _Context
-    ) -> AsyncIterator[oracle_pb2.PriceUpdate]:
-        await _unimplemented(context, "SubscribePrices", "poll GetAggregatedPrice instead")
-        yield oracle_pb2.PriceUpdate()  # pragma: no cover (abort raised)
 
     async def ListNodes(
         self, request: oracle_pb2.ListNodesRequest, context: _Context
