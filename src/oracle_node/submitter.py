@@ -284,11 +284,14 @@ class Submitter:
                     self._log.info("stream_opened")
                 await self._stream.write(request)
                 update: object = await self._stream.read()
-        except (grpc.aio.AioRpcError, TimeoutError, asyncio.InvalidStateError) as error:
+        except (grpc.aio.AioRpcError, TimeoutError) as error:
             self._stream_broke(error)
             raise _StreamBrokenError from error
+        except asyncio.InvalidStateError as error:  # it had already ended: say how
+            self._stream_broke(await self._how_it_ended())
+            raise _StreamBrokenError from error
         if not isinstance(update, oracle_pb2.AggregatedPriceUpdate):  # grpc.aio.EOF: it ended
-            self._stream_broke(None)
+            self._stream_broke(await self._how_it_ended())
             raise _StreamBrokenError
         code = _CODES.get(update.code, grpc.StatusCode.UNKNOWN)
         candle = observation.candle
@@ -320,10 +323,16 @@ class Submitter:
         )
         return _Outcome.REJECTED, "rejected"
 
-    def _stream_broke(self, error: BaseException | None) -> None:
+    async def _how_it_ended(self) -> str:
+        ended = self._stream
+        if ended is not None and ended.done():
+            return f"{(await ended.code()).name}: {await ended.details()}"
+        return "the aggregator ended the stream"
+
+    def _stream_broke(self, error: BaseException | str) -> None:
         self._end_stream()
         self._stream_retry_at = time.monotonic() + STREAM_RETRY_SECONDS
-        detail = "the aggregator ended the stream"
+        detail = error if isinstance(error, str) else repr(error)
         if isinstance(error, grpc.aio.AioRpcError):
             detail = f"{error.code().name}: {error.details()}"
         elif isinstance(error, TimeoutError):

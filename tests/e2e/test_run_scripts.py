@@ -142,7 +142,7 @@ def test_simulated_system_from_start_to_stop(system_env: dict[str, str]) -> None
     # The aggregator's Prometheus endpoint is printed and answers; SIMULATED in its info.
     metrics = f"http://127.0.0.1:{env['ORACLE_AGGREGATOR_METRICS_PORT']}/metrics"
     assert f"metrics {metrics}" in started.stdout
-    with urllib.request.urlopen(metrics, timeout=5) as answer:  # noqa: S310 - http
+    with urllib.request.urlopen(metrics, timeout=5) as answer:
         info = next(
             line
             for line in answer.read().decode().splitlines()
