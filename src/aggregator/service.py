@@ -1,8 +1,9 @@
 """The OracleService servicer: wire messages in and out, domain errors mapped to gRPC status once.
 
 The servicer owns no aggregation logic: it validates through `validation`, mutates through the
-`Book`, and renders `Aggregate`s. It reads the injected clock once per call, so every answer is
-consistent with one instant.
+`Book`, and renders `Aggregate`s. The streaming RPCs, grpc.health.v1 and the metrics live in
+`streaming_service`, one line per RPC here. It reads the injected clock once per call, so every
+answer is consistent with one instant.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def _price_text(price: Decimal) -> str:
 
 
 class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
-    """Serves SubmitPrice, HealthCheck and GetAggregatedPrice from one Book."""
+    """Serves SubmitPrice, HealthCheck and GetAggregatedPrice from one Book; the streaming RPCs
+    (SubscribePrices, StreamPrices) through `self.streaming`, which shares SubmitPrice's core."""
 
     def __init__(self, config: AggregatorConfig, book: Book, clock: Clock) -> None:
         self._config = config

@@ -30,6 +30,7 @@ available, UNKNOWN otherwise"; once it sets it, that status is used as it is.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Hashable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -119,6 +120,8 @@ class StreamingService:
         self.draining = False
         self._published: dict[str, Hashable] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._publish_timer: asyncio.TimerHandle | None = None
+        self._last_publish = -math.inf
         servicer.aggregate_listeners.append(self.aggregate_changed)
         servicer.round_listeners.append(self.round_closed)
 
@@ -159,6 +162,9 @@ class StreamingService:
                 submission_streams=self.streams.open_streams,
             )
         self.health.close()
+        if self._publish_timer is not None:
+            self._publish_timer.cancel()
+            self._publish_timer = None
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
@@ -192,6 +198,35 @@ class StreamingService:
         self.metrics.set_active_nodes(book.active_node_count(now))
         if self.hub.attached == 0 or self.hub.closing:
             return  # nobody to tell; a new subscriber starts from the current state anyway
+        self._schedule_publish(answer)
+
+    def _schedule_publish(self, answer: oracle_pb2.GetPriceResponse) -> None:
+        # The hub fans out at most once per interval; building the exchanges' answers more often
+        # than that would be work thrown away under a flood of submissions, so it waits as well.
+        if self._publish_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_publish + self._publish_interval() - loop.time()
+        if wait <= 0:
+            self._publish(answer)
+        else:
+            self._publish_timer = loop.call_later(wait, self._publish, None)
+
+    def _publish_interval(self) -> float:
+        settings = self._config.streaming
+        return max(
+            settings.min_update_interval_seconds,
+            self.hub.attached * settings.update_interval_per_subscriber_seconds,
+        )
+
+    def _publish(self, answer: oracle_pb2.GetPriceResponse | None) -> None:
+        self._publish_timer = None
+        self._last_publish = asyncio.get_running_loop().time()
+        if self.hub.closing:
+            return
+        servicer = self._servicer
+        if answer is None:
+            answer = servicer.price_answer("")
         aggregate = answer if self._changed("", answer) else None
         exchanges: dict[str, oracle_pb2.GetPriceResponse] = {}
         for exchange in self._config.exchanges:
@@ -210,6 +245,10 @@ class StreamingService:
 
     async def round_closed(self, round_: oracle_pb2.Round) -> None:
         """A round closed: its update to the aggregate's subscribers, its metrics."""
+        if self._publish_timer is not None:
+            # A price change waiting for its fan-out goes first: a round never overtakes it.
+            self._publish_timer.cancel()
+            self._publish(None)
         self.hub.publish_round(round_)
         closed_at = round_.closed_at_ms / 1000 if round_.closed_at_ms else self._clock()
         self.metrics.record_round_closed(
