@@ -20,7 +20,9 @@
 # Environment (optional): ORACLE_AGGREGATOR_PORT (50051), ORACLE_AGGREGATOR_HOST (bind, 127.0.0.1:
 # the aggregator does not authenticate submissions yet, so only local nodes by default),
 # ORACLE_SIM_PORT (8099), ORACLE_SIM_SEED, ORACLE_COMMITTER_PORT (50061),
-# ORACLE_COMMITTER_HTTP_PORT (8061), ORACLE_EXPLORER_PORT (8090), ORACLE_RUN_DIR (PID files,
+# ORACLE_COMMITTER_HTTP_PORT (8061), ORACLE_EXPLORER_PORT (8090), ORACLE_AGGREGATOR_METRICS_PORT
+# (9150: the aggregator's Prometheus /metrics), ORACLE_NODE_METRICS_BASE_PORT (9160: node N serves
+# /metrics and /healthz on this + N; 0: any free port), ORACLE_RUN_DIR (PID files,
 # <repo>/run), ORACLE_LOG_DIR (logs, <repo>/logs), ORACLE_STATE_DIR (the processes' working
 # directory: databases and keys, <repo>; simulated runs use <state dir>/data/simulated),
 # ORACLE_CONFIG_DIR (<repo>/config), ORACLE_START_TIMEOUT (seconds to wait for a part to answer,
@@ -137,7 +139,8 @@ part_command() {
     aggregator)
       # An inherited ORACLE_AGGREGATOR_SIMULATE must not turn a real run into a simulated one.
       cmd=(env -u ORACLE_AGGREGATOR_SIMULATE "$bin/aggregator" --host "${ORACLE_AGGREGATOR_HOST:-127.0.0.1}"
-        --port "$aggregator_port" --log-file "$(part_log aggregator)")
+        --port "$aggregator_port" --log-file "$(part_log aggregator)"
+        --metrics-port "$aggregator_metrics_port")
       if [ -f "$config_dir/aggregator.toml" ]; then cmd+=(--config "$config_dir/aggregator.toml"); fi
       if [ "$simulate" = 1 ]; then cmd+=(--simulate); else cmd+=(--no-simulate); fi
       ;;
@@ -162,7 +165,7 @@ part_command() {
       # with the same id (from the repository root, or with the same ORACLE_RUN_DIR) is refused.
       cmd=(env -u ORACLE_NODE_EXCHANGE -u ORACLE_NODE_ID -u ORACLE_NODE_CONFIG "$bin/oracle-node"
         --config "$config" --run-dir "$run_dir" --aggregator-url "http://$agg_target"
-        --log-file "$(part_log "$name")")
+        --log-file "$(part_log "$name")" --metrics-port "$(node_metrics_port "$index")")
       if [ "$simulate" = 1 ]; then cmd+=(--simulate --api-url "$sim_url"); else cmd+=(--no-simulate); fi
       ;;
   esac
@@ -466,8 +469,10 @@ launch() {
     "endpoint=$(part_endpoint "$name")")
   case "$name" in
     committer) extra+=("http=$committer_http/v1/oracle") ;;
+    aggregator) extra+=("metrics=$(metrics_url "$aggregator_metrics_port")") ;;
     node*)
       extra+=("config=${oracle_node_configs[$(oracle_node_index "$name")]}")
+      extra+=("metrics=$(metrics_url "$(node_metrics_port "$(oracle_node_index "$name")")")")
       if [ -n "${ORACLE_NODE_INTERVAL:-}" ]; then extra+=("interval=$ORACLE_NODE_INTERVAL"); fi
       ;;
   esac
@@ -511,12 +516,17 @@ describe() { # describe NAME PID: the summary line of a started or kept part
   text="$(label "$name") PID $pid"
   case "$name" in
     simulator) text+="  $sim_url" ;;
-    aggregator) text+="  gRPC $agg_target" ;;
+    aggregator) text+="  gRPC $agg_target  metrics $(part_metrics "$name")" ;;
     committer) text+="  gRPC $committer_target  HTTP $committer_http/v1/oracle" ;;
     explorer) text+="  $explorer_url" ;;
-    node*) text+="  node ${oracle_node_ids[$(oracle_node_index "$name")]}" ;;
+    node*) text+="  node ${oracle_node_ids[$(oracle_node_index "$name")]}  metrics $(part_metrics "$name")" ;;
   esac
   printf '%s  log %s\n' "$text" "$(part_log "$name")"
+}
+part_metrics() { # part_metrics NAME: its metrics endpoint, as recorded when it was started
+  local url
+  url="$(pidfile_field "$1" metrics)"
+  if [ -n "$url" ]; then printf '%s/metrics\n' "$url"; else printf '(a free port: see its log)\n'; fi
 }
 for name in "${keep[@]}"; do
   pidfile_check "$name"
@@ -646,6 +656,9 @@ echo
 echo "Nodes report each closed 1-minute candle just after the minute boundary."
 if is_selected explorer || [ "$(pidfile_field explorer endpoint)" != "" ]; then
   echo "Explorer: $explorer_url"
+fi
+if is_selected aggregator || [ -n "$(pidfile_field aggregator metrics)" ]; then
+  echo "Metrics:  aggregator $(part_metrics aggregator)   (Prometheus; the nodes': above, each with /healthz)"
 fi
 echo "Status:   $(oracle_hint status.sh)"
 echo "Monitor:  python3 $oracle_root/scripts/test_aggregator.py --target $agg_target [--watch 10]"

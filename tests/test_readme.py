@@ -56,7 +56,14 @@ def test_readme_has_no_placeholders_left():
 
 # System tools the README shows beside the project's own commands (the service and container
 # sections); the project's parts of those lines are checked by tests/scripts/test_deploy.py.
-SYSTEM_TOOLS = ("tail", "curl", "systemctl", "docker", "journalctl")
+SYSTEM_TOOLS = (
+    "tail",
+    "curl",
+    "systemctl",
+    "docker",
+    "journalctl",
+    "grpcurl",
+)  # grpcurl: not installed here; its use is tested with the reflection client
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -45,6 +45,20 @@ sim_port="${ORACLE_SIM_PORT:-8099}"
 committer_port="${ORACLE_COMMITTER_PORT:-50061}"
 committer_http_port="${ORACLE_COMMITTER_HTTP_PORT:-8061}"
 explorer_port="${ORACLE_EXPLORER_PORT:-8090}"
+# Prometheus endpoints (127.0.0.1): the aggregator's, and node N's at the base port + N (9161,
+# 9162, 9163 for the shipped nodes); a base of 0 gives every node any free port (its log says which).
+aggregator_metrics_port="${ORACLE_AGGREGATOR_METRICS_PORT:-9150}"
+node_metrics_base_port="${ORACLE_NODE_METRICS_BASE_PORT:-9160}"
+
+# node_metrics_port N: the metrics (and /healthz) port node N is started with.
+node_metrics_port() {
+  if [ "$node_metrics_base_port" = 0 ]; then echo 0; else echo $((node_metrics_base_port + $1)); fi
+}
+
+# metrics_url PORT: where a metrics endpoint on PORT answers ("" for 0: a port chosen at start).
+metrics_url() {
+  if [ "$1" = 0 ]; then echo ""; else echo "http://127.0.0.1:$1"; fi
+}
 
 # oracle_work_dir MODE: where a part of that mode (simulated or real) runs.
 oracle_work_dir() {
@@ -60,7 +74,8 @@ oracle_work_dir() {
 # command would act on another system (e.g. the default run/ instead of ORACLE_RUN_DIR's).
 oracle_env_vars=(ORACLE_RUN_DIR ORACLE_LOG_DIR ORACLE_STATE_DIR ORACLE_CONFIG_DIR
   ORACLE_AGGREGATOR_HOST ORACLE_AGGREGATOR_PORT ORACLE_SIM_PORT ORACLE_SIM_SEED
-  ORACLE_COMMITTER_PORT ORACLE_COMMITTER_HTTP_PORT ORACLE_EXPLORER_PORT)
+  ORACLE_COMMITTER_PORT ORACLE_COMMITTER_HTTP_PORT ORACLE_EXPLORER_PORT
+  ORACLE_AGGREGATOR_METRICS_PORT ORACLE_NODE_METRICS_BASE_PORT)
 
 # oracle_hint SCRIPT [ARGS...]: the command line that runs scripts/SCRIPT in this environment.
 oracle_hint() {

@@ -272,7 +272,13 @@ def ask(kind: str, endpoint: str, log: Path, recorded: dict[str, str]) -> Answer
     if kind == "explorer":
         return ask_http(f"{endpoint.rstrip('/')}/healthz")
     if kind == "node":
-        return ask_node(log, recorded, time.time())
+        answer = ask_node(log, recorded, time.time())
+        if recorded.get("metrics"):
+            # "Running but failing" (503) told apart from "down" (no answer) by its own rule.
+            health = ask_http(f"{recorded['metrics'].rstrip('/')}/healthz")
+            ok = answer.ok and health.ok
+            return Answer(ok, f"{answer.detail}; /healthz {health.detail}", answer.simulated)
+        return answer
     raise ValueError(f"unknown kind {kind!r}")
 
 
@@ -284,8 +290,8 @@ def part_status(name: str, kind: str, endpoint: str, log: str, run_dir: Path) ->
     endpoint = recorded.get("endpoint", endpoint)
     log = recorded.get("log", log)
     part = PartStatus(name, kind, state, pid, uptime, endpoint, log, mode=recorded.get("mode", ""))
-    for key in ("http", "url"):
-        if key in recorded:
+    for key in ("http", "url", "metrics"):
+        if recorded.get(key):
             part.extra[key] = recorded[key]
     if state == "dead":
         part.answers = False
@@ -326,6 +332,9 @@ def render(parts: list[PartStatus]) -> str:
         endpoint = part.endpoint or "(no port)"
         if "http" in part.extra:
             endpoint += f" + {part.extra['http']}"
+        if "metrics" in part.extra:
+            metrics = f"{part.extra['metrics']}/metrics"
+            endpoint = f"{endpoint} + {metrics}" if part.endpoint else metrics
         pid = str(part.pid) if part.pid else "-"
         uptime = _duration(part.uptime_seconds)
         rows.append((part.name, part.state, pid, uptime, endpoint, part.log, answers))

@@ -1,7 +1,8 @@
 """The aggregator's configuration: each setting declared once, validated before anything binds.
 
 Sources, weakest first: defaults (the original's behaviour), the TOML file (`[aggregator]`,
-`[database]`, `[logging]`), `ORACLE_AGGREGATOR_*` variables, command-line options (`OVERRIDES`).
+`[database]`, `[streaming]`, `[metrics]`, `[logging]`), `ORACLE_AGGREGATOR_*` variables,
+command-line options (`OVERRIDES`).
 The keys the rounds and history work reads (`exchanges` to `min_price`, `[database]`) are
 declared here with the rest, so a mistake in them stops the aggregator like any other.
 """
@@ -15,7 +16,10 @@ from typing import Annotated, Final, Literal
 
 from pydantic import Field, model_validator
 
+from aggregator.metrics import DEFAULT_SETTINGS as DEFAULT_METRICS
+from aggregator.streaming_settings import StreamingSettings
 from common.exchanges import EXCHANGES, ExchangeName
+from common.metrics import MetricsSettings
 from common.settings import (
     ConflictError,
     DecimalSetting,
@@ -122,6 +126,8 @@ class AggregatorFile(Table):
 
     aggregator: AggregatorSettings = AggregatorSettings()
     database: DatabaseConfig = DatabaseConfig()
+    streaming: StreamingSettings = StreamingSettings()
+    metrics: MetricsSettings = DEFAULT_METRICS
     logging: LoggingConfig = LoggingConfig()
 
 
@@ -129,6 +135,8 @@ class AggregatorConfig(AggregatorSettings):
     """What the aggregator reads: `[aggregator]` keys flat (`config.port`), other tables nested."""
 
     database: DatabaseConfig = DatabaseConfig()
+    streaming: StreamingSettings = StreamingSettings()
+    metrics: MetricsSettings = DEFAULT_METRICS
     logging: LoggingConfig = LoggingConfig()
     source: str = "defaults"
     """The file the settings came from"""
@@ -174,6 +182,9 @@ OVERRIDES: Final = (
             ("--grace", ("aggregator", "grace_seconds")),
             ("--db-path", ("database", "path")),
             ("--history/--no-history", ("database", "enabled")),
+            ("--metrics-host", ("metrics", "host")),
+            ("--metrics-port", ("metrics", "port")),
+            ("--metrics/--no-metrics", ("metrics", "enabled")),
         )
     ),
     Override.named(
@@ -204,6 +215,8 @@ def load_config(
         # Only what was set, so `model_fields_set` tells explicit settings from defaults.
         **{name: getattr(table, name) for name in table.model_fields_set},
         database=parsed.database,
+        streaming=parsed.streaming,
+        metrics=parsed.metrics,
         logging=parsed.logging,
         source=source,
         notices=notices + layers.notices,

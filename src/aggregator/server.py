@@ -1,9 +1,13 @@
 """Building the gRPC server (bind, no serving) apart from running it until a signal arrives.
 
 Tests build the real server on port 0 in-process; the CLI calls `serve`, which drains on the first
-SIGTERM/SIGINT and stops at once on a second one. Draining: health reports draining (so probes
-and load balancers move away) while every call that reaches the server is still answered; once no
-call has been in progress for a short quiet period, or the grace period is over, the server stops.
+SIGTERM/SIGINT and stops at once on a second one. The server carries the oracle service, the
+standard grpc.health.v1 (from the price status) and reflection (grpcurl), beside a Prometheus
+endpoint (`[metrics]`, loopback by default). Draining: health reports draining and turns
+NOT_SERVING (so probes and load balancers move away), every SubscribePrices and StreamPrices
+stream ends with a clean UNAVAILABLE, while every unary call that reaches the server is still
+answered; once no call has been in progress for a short quiet period, or the grace period is
+over, the server stops.
 gRPC's own `stop(grace)` alone is not enough: it cancels calls already queued in the transport
 but not yet handed to a handler, which a client sees as CANCELLED, not as an answer.
 
@@ -25,11 +29,13 @@ import grpc
 from aggregator.book import Book
 from aggregator.config import AggregatorConfig
 from aggregator.history import HistoryRecorder, open_history
+from aggregator.reflection import enable_reflection
 from aggregator.round_clock import RoundClock
 from aggregator.service import OracleServicer
 from aggregator.store import HistoryStore, InMemoryHistoryStore
 from common.errors import ConfigError
 from common.logsetup import get_logger
+from common.metrics import MetricsServer
 from common.proto import oracle_pb2_grpc
 from common.timeutil import Clock, system_clock
 
@@ -45,6 +51,26 @@ class BoundServer:
     port: int
     servicer: OracleServicer
     round_clock: RoundClock
+    # The Prometheus endpoint (`[metrics]`), started by `start`; None when disabled.
+    metrics: MetricsServer | None = None
+
+    async def start(self) -> None:
+        """Serve: the metrics endpoint first (a taken port stops us before any call), then gRPC."""
+        if self.metrics is not None:
+            self.metrics.start()
+        await self.server.start()
+        self.servicer.streaming.start()
+
+    async def stop(self, grace: float | None) -> None:
+        """End every stream cleanly (within `grace`), then stop the server and the endpoint."""
+        loop = asyncio.get_running_loop()
+        deadline = None if grace is None else loop.time() + grace
+        # No grace (a forced stop): the streams are not waited for, the server's stop ends them.
+        await self.servicer.streaming.finish(0.0 if grace is None else grace)
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+        await self.server.stop(remaining)
+        if self.metrics is not None:
+            self.metrics.stop()
 
     @property
     def history(self) -> HistoryRecorder:
@@ -76,8 +102,11 @@ def build_server(
     history = HistoryRecorder(store, config)
     history.recover(book, clock())
     servicer = OracleServicer(config, book, clock, history=history)
-    servicer.round_listeners.append(history.on_round_closed)
+    # First: a closed round is durable before any subscriber hears of it.
+    servicer.round_listeners.insert(0, history.on_round_closed)
     oracle_pb2_grpc.add_OracleServiceServicer_to_server(servicer, server)
+    servicer.streaming.register(server)  # grpc.health.v1
+    enable_reflection(server)  # grpcurl list / describe
     host = f"[{config.host}]" if ":" in config.host else config.host
     address = f"{host}:{config.port}"
     try:
@@ -87,7 +116,12 @@ def build_server(
             f"cannot listen on {address}: the port is taken or the address is not local "
             f"(is another aggregator running? try --port)"
         ) from error
-    bound = BoundServer(server, port, servicer, RoundClock(servicer, clock))
+    metrics = (
+        MetricsServer(servicer.streaming.metrics.registry, config.metrics)
+        if config.metrics.enabled
+        else None
+    )
+    bound = BoundServer(server, port, servicer, RoundClock(servicer, clock), metrics)
     _start_clock_with(bound)
     return bound
 
@@ -136,10 +170,11 @@ async def serve(config: AggregatorConfig, *, clock: Clock = system_clock) -> Non
 
 
 async def _run(config: AggregatorConfig, bound: BoundServer) -> None:
-    await bound.server.start()
+    await bound.start()
     _log.info(
         "aggregator_started",
         address=f"{config.host}:{bound.port}",
+        metrics=bound.metrics.url + "/metrics" if bound.metrics is not None else None,
         simulate=config.simulate,
         node_timeout=config.node_timeout,
         staleness=config.staleness,
@@ -160,6 +195,7 @@ async def _run(config: AggregatorConfig, bound: BoundServer) -> None:
         if signals_seen == 1:
             _log.info("shutdown_requested", signal=signum.name, grace_seconds=config.grace_seconds)
             bound.servicer.draining = True
+            bound.servicer.streaming.begin_drain()  # health NOT_SERVING, streams told to end
             stopping.set()
         else:
             _log.warning("shutdown_forced", signal=signum.name)
@@ -176,7 +212,7 @@ async def _run(config: AggregatorConfig, bound: BoundServer) -> None:
             await asyncio.sleep(0.02)
     finally:
         remaining = deadline - loop.time()
-        await bound.server.stop(remaining if 0 < remaining < math.inf else None)
+        await bound.stop(remaining if 0 < remaining < math.inf else None)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         _log.info("aggregator_stopped")

@@ -1,8 +1,9 @@
 """The OracleService servicer: wire messages in and out, domain errors mapped to gRPC status once.
 
 The servicer owns no aggregation logic: it validates through `validation`, mutates through the
-`Book`, and renders the live value (`rounds.LiveAggregate`) and rounds. It reads the injected
-clock once per call, so every answer is consistent with one instant.
+`Book`, and renders the live value (`rounds.LiveAggregate`) and rounds. The streaming RPCs,
+grpc.health.v1 and the metrics live in `streaming_service`, one line per RPC here. It reads the
+injected clock once per call, so every answer is consistent with one instant.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aggregator.config import AggregatorConfig
 from aggregator.history import HistoryRecorder, RoundNotFoundError
 from aggregator.round_message import METHOD_TO_WIRE, STATUS_TO_WIRE, fill_input
 from aggregator.rounds import Judged, LiveAggregate, Status, to_e8
+from aggregator.streaming_service import StreamingService
 from aggregator.validation import validate_exchange, validate_submission
 from common.errors import InvalidObservationError, OracleError
 from common.logsetup import get_logger
@@ -44,21 +46,30 @@ def _maps_errors(method: _Handler[_Servicer, _Req, _Resp]) -> _Handler[_Servicer
     @wraps(method)
     async def wrapper(self: _Servicer, request: _Req, context: _Context) -> _Resp:
         self.activity.started()
+        started, code = time.perf_counter(), grpc.StatusCode.INTERNAL
         try:
-            return await method(self, request, context)
+            answer = await method(self, request, context)
         except OracleError as error:
+            code = error.status
             _log.warning(
                 "request_refused", rpc=method.__name__, status=error.status.name, reason=str(error)
             )
             await context.abort(error.status, str(error))
             raise  # unreachable: abort raises; keeps type checkers and readers honest
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED  # the client went away
+            raise
         except Exception:
             # A bug must still give the client a clear status and leave a trace in the log.
             _log.exception("request_failed", rpc=method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed; see the log")
             raise
+        else:
+            code = grpc.StatusCode.OK
+            return answer
         finally:
             self.activity.finished()
+            self.streaming.observe_rpc(method.__name__, code, time.perf_counter() - started)
 
     return wrapper
 
@@ -156,6 +167,8 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self._cached_answer: tuple[LiveAggregate, int, int, oracle_pb2.GetPriceResponse] | None = (
             None
         )
+        # SubscribePrices, StreamPrices, grpc.health.v1 and the metrics (streaming_service.py).
+        self.streaming = StreamingService(config, self, clock)
 
     @property
     def book(self) -> Book:
@@ -207,6 +220,14 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
     async def SubmitPrice(
         self, request: oracle_pb2.PriceRequest, context: _Context
     ) -> oracle_pb2.PriceResponse:
+        return await self.streaming.submit(request, transport="unary")
+
+    async def submit_price(self, request: oracle_pb2.PriceRequest) -> oracle_pb2.PriceResponse:
+        """SubmitPrice's core, the one path of both transports (unary and StreamPrices).
+
+        Raises the `OracleError` of a refusal, having changed nothing; every check added here
+        (signatures, durable history) applies to both transports at once.
+        """
         now = self._clock()
         try:
             observation = validate_submission(request, self._config, now)
@@ -306,9 +327,12 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
     async def GetAggregatedPrice(
         self, request: oracle_pb2.GetPriceRequest, context: _Context
     ) -> oracle_pb2.GetPriceResponse:
+        return self.price_answer(request.source_filter if request.HasField("source_filter") else "")
+
+    def price_answer(self, source: str) -> oracle_pb2.GetPriceResponse:
+        """GetAggregatedPrice's answer for `source` ("" = the aggregate): also each update's."""
         now = self._clock()
         active = self._book.active_node_count(now)
-        source = request.source_filter if request.HasField("source_filter") else ""
         if source:
             return self._exchange_answer(source, active, now)
         return self.aggregate_answer(now, active)
@@ -465,15 +489,23 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             status=STATUS_TO_WIRE[current.status],
         )
 
-    # -- declared, not implemented -----------------------------------------------------------
+    # -- streaming (aggregator/streaming_service.py) -----------------------------------------
 
     async def StreamPrices(
         self,
-        request_iterator: object,
+        request_iterator: AsyncIterator[oracle_pb2.PriceRequest],
         context: _Context,
     ) -> AsyncIterator[oracle_pb2.AggregatedPriceUpdate]:
-        await _unimplemented(context, "StreamPrices", "poll GetAggregatedPrice instead")
-        yield oracle_pb2.AggregatedPriceUpdate()  # pragma: no cover (abort raised)
+        async for update in self.streaming.stream_prices(request_iterator, context):
+            yield update
+
+    async def SubscribePrices(
+        self, request: oracle_pb2.SubscribeRequest, context: _Context
+    ) -> AsyncIterator[oracle_pb2.PriceUpdate]:
+        async for update in self.streaming.subscribe_prices(request, context):
+            yield update
+
+    # -- declared, not implemented -----------------------------------------------------------
 
     async def UpdateConfig(
         self, request: oracle_pb2.ConfigRequest, context: _Context
@@ -514,14 +546,6 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self, request: oracle_pb2.ListNodesRequest, context: _Context
     ) -> oracle_pb2.ListNodesResponse:
         return self.history.list_nodes(request, self._clock())
-
-    # -- declared in the contract, built by the streaming work -------------------------------
-
-    async def SubscribePrices(
-        self, request: oracle_pb2.SubscribeRequest, context: _Context
-    ) -> AsyncIterator[oracle_pb2.PriceUpdate]:
-        await _unimplemented(context, "SubscribePrices", "poll GetAggregatedPrice instead")
-        yield oracle_pb2.PriceUpdate()  # pragma: no cover (abort raised)
 
 
 async def _unimplemented(context: _Context, rpc: str, hint: str) -> NoReturn:

@@ -89,6 +89,8 @@ def main(config_path: Path | None, once: bool, check_config: bool, **options: ob
         exit_on_config_error(PROGRAM, error)
     try:
         asyncio.run(run_node(config))
+    except ConfigError as error:  # the metrics port cannot be bound: a runtime failure, exit 1
+        raise click.ClickException(str(error)) from error
     finally:
         lock.release()
 

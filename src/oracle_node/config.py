@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, model_validator
@@ -37,6 +37,7 @@ from common.settings import (
 )
 from oracle_node.exchanges import get_adapter, quote_of
 from oracle_node.exchanges.base import pair_of
+from oracle_node.metrics import NodeMetricsSettings
 from oracle_node.validation import PriceBounds
 
 DEFAULT_CONFIG_PATH: Final = Path("config/oracle-node.toml")
@@ -130,6 +131,10 @@ class OracleSettings(Table):
     """Seconds per SubmitPrice call"""
     submit_retries: int = Field(2, ge=0, le=10)
     """Quick retries on UNAVAILABLE before buffering"""
+    # One long-lived StreamPrices stream instead of a call per observation; any break of the
+    # stream falls back to unary SubmitPrice, so "stream" can never lose what "unary" delivers.
+    transport: Literal["unary", "stream"] = "unary"
+    """How observations are sent: "unary" SubmitPrice, or one "stream" (StreamPrices)"""
     shutdown_grace_seconds: Seconds = Field(5.0, ge=0, le=60)
     """On SIGINT/SIGTERM, time the in-flight minute gets"""
     run_dir: DirPath = Path("run")
@@ -204,6 +209,7 @@ class NodeFile(Table):
     coinbase: VenueSettings = VenueSettings()
     kraken: VenueSettings = VenueSettings()
     validation: PriceLimits = PriceLimits()
+    metrics: NodeMetricsSettings = NodeMetricsSettings()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
@@ -270,6 +276,8 @@ class NodeConfig:
     logging: LoggingConfig
     run_dir: Path
     source: Path | None
+    transport: Literal["unary", "stream"] = "unary"
+    metrics: NodeMetricsSettings = field(default_factory=NodeMetricsSettings)
 
     @property
     def log_level(self) -> str:
@@ -298,6 +306,9 @@ class Overrides:
     log_file: object = None
     log_level: object = None
     run_dir: object = None
+    transport: object = None
+    metrics_port: object = None
+    metrics_host: object = None
 
 
 def _option(option: str, key: tuple[str, str], **extra: str) -> Override:
@@ -318,6 +329,9 @@ OVERRIDES: Final = (
     _option("--log-file", ("logging", "file")),
     _option("--log-level", ("logging", "level")),
     Override("--run-dir", ("oracle", "run_dir"), "ORACLE_RUN_DIR"),  # the run scripts' variable
+    _option("--transport", ("oracle", "transport")),
+    _option("--metrics-port", ("metrics", "port")),
+    _option("--metrics-host", ("metrics", "host")),
 )
 
 
@@ -363,4 +377,6 @@ def load_config(
         logging=parsed.logging,
         run_dir=oracle.run_dir,
         source=path,
+        transport=oracle.transport,
+        metrics=parsed.metrics,
     )

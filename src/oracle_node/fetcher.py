@@ -31,6 +31,7 @@ from oracle_node.errors import (
     FetchError,
     MalformedResponseError,
     RateLimitedError,
+    TransientFetchError,
 )
 from oracle_node.venue import (
     MAX_RETRY_AFTER,
@@ -76,6 +77,7 @@ class CandleFetcher:
         rng: random.Random | None = None,
         symbol: str | None = None,
         venue: VenueClient | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self._venue = venue or VenueClient(client, settings, simulate=simulate, clock=clock)
         self._client = client
@@ -88,6 +90,8 @@ class CandleFetcher:
         self._lag_poll_interval = lag_poll_interval
         self._backfilled: dict[int, Candle] = {}
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not cryptography
+        # Told the cause of every retry (the node's metrics count them by cause).
+        self.on_retry = on_retry
         bound = {"exchange": settings.name, "symbol": self.symbol}
         if simulate:
             bound["mode"] = "SIMULATED"
@@ -105,6 +109,7 @@ class CandleFetcher:
             rng=self._rng,
             symbol=symbol,
             venue=self._venue,
+            on_retry=self.on_retry,
         )
 
     @property
@@ -197,6 +202,8 @@ class CandleFetcher:
         error = _error_of(state)
         minute = format_minute(minute_start)
         wait = round(state.upcoming_sleep, 2)
+        if self.on_retry is not None:
+            self.on_retry(retry_cause(error))
         if isinstance(error, CandleNotYetAvailableError):
             self._log.info(
                 "candle_not_yet_published", minute=minute, reason=str(error), retry_in=wait
@@ -220,6 +227,23 @@ class CandleFetcher:
             )
         else:
             self._log.warning("fetch_retry", minute=minute, reason=str(error), retry_in=wait)
+
+
+def retry_cause(error: BaseException | None) -> str:
+    """Why a fetch is retried, as the node's metrics name it (oracle_node.metrics.RETRY_CAUSES)."""
+    cause = error.__cause__ if error is not None else None
+    for matches, name in (
+        (isinstance(error, CandleNotYetAvailableError), "not_yet_available"),
+        (isinstance(error, RateLimitedError), "rate_limit"),
+        (isinstance(error, MalformedResponseError), "malformed"),
+        (isinstance(cause, TimeoutError | httpx.TimeoutException), "timeout"),
+        (isinstance(cause, httpx.HTTPError), "network"),
+        # The venue answered 5xx or said it had an outage.
+        (isinstance(error, TransientFetchError), "http_5xx"),
+    ):
+        if matches:
+            return name
+    return "other"
 
 
 @dataclass

@@ -22,6 +22,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from common.logsetup import get_logger
+from common.metrics import MetricsServer
 from common.timeutil import MINUTE, Clock, format_minute, minute_floor, system_clock
 from oracle_node.candle import Candle
 from oracle_node.config import NodeConfig
@@ -32,6 +33,7 @@ from oracle_node.errors import (
     RateLimitedError,
 )
 from oracle_node.fetcher import CandleFetcher, Sleep, make_client
+from oracle_node.metrics import NodeMetrics
 from oracle_node.rates import RATE_BOUNDS, RATE_FETCH_WINDOW
 from oracle_node.scheduler import MinuteScheduler, Tick
 from oracle_node.submitter import Observation, Submitter
@@ -82,8 +84,10 @@ class OracleNode:
         scheduler: MinuteScheduler,
         *,
         clock: Clock = system_clock,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self._config = config
+        self._metrics = metrics
         self._fetcher = fetcher
         self._submitter = submitter
         self._scheduler = scheduler
@@ -145,6 +149,7 @@ class OracleNode:
             )
         except CandleNotYetAvailableError as error:
             pair.skipped.append(tick.minute)
+            self._record_fetch(pair, tick, started, "skipped", error)
             journal.warning(
                 f"{pair.prefix}minute_skipped",
                 minute=minute_text,
@@ -155,6 +160,7 @@ class OracleNode:
             return None
         except RateLimitedError as error:
             pair.skipped.append(tick.minute)
+            self._record_fetch(pair, tick, started, "failed", error)
             # Retry-After reaches past this minute's deadline (e.g. a 418 ban): skip, say why.
             journal.error(
                 "Rate limit exceeded - Too many requests",
@@ -167,6 +173,7 @@ class OracleNode:
             return None
         except FetchError as error:
             pair.skipped.append(tick.minute)
+            self._record_fetch(pair, tick, started, "failed", error)
             journal.error(
                 f"{pair.prefix}fetch_failed",
                 minute=minute_text,
@@ -179,6 +186,7 @@ class OracleNode:
             # Earlier minutes found in this minute's answers go first: observations in order.
             self._queue_backfilled(pair, journal)
         finished = self._clock()
+        self._record_fetch(pair, tick, started, "ok", None)
         candle = result.candle
         journal.info(
             f"{pair.prefix}fetch_finished",
@@ -197,6 +205,23 @@ class OracleNode:
             return None
         self._submitter.enqueue(Observation(candle=candle, collected_at=finished))
         return candle
+
+    def _record_fetch(
+        self, pair: _Pair, tick: Tick, started: float, outcome: str, error: Exception | None
+    ) -> None:
+        # The BTC price only: the node's fetch metrics and /healthz are about its price.
+        if self._metrics is None or pair.prefix:
+            return
+        finished = self._clock()
+        self._metrics.record_fetch(
+            outcome=outcome,
+            seconds=finished - started,
+            start_skew=tick.skew(started),
+            finish_skew=tick.skew(finished),
+            minute=tick.minute,
+            now=finished,
+            error="" if error is None else str(error),
+        )
 
     def _backlog(self, pair: _Pair, minute: int) -> tuple[int, ...]:
         """The skipped minutes still worth submitting late, oldest first."""
@@ -242,6 +267,8 @@ class OracleNode:
 
     def _cycle_failed(self, tick: Tick, error: Exception, pair: _Pair | None = None) -> None:
         # A bug or an answer nobody foresaw: lose this minute, say why, keep collecting.
+        if self._metrics is not None:
+            self._metrics.record_error(f"cycle failed: {error!r}", self._clock(), tick.minute)
         self._log.exception(
             "cycle_failed",
             minute=format_minute(tick.minute),
@@ -356,9 +383,39 @@ async def run_node(
 
 async def _run_node(config: NodeConfig, *, clock: Clock, sleep: Sleep) -> None:
     stop = asyncio.Event()
+    metrics = NodeMetrics(
+        exchange=config.exchange.name,
+        node_id=config.node_id,
+        simulated=config.simulate,
+        settings=config.metrics,
+        clock=clock,
+        transport=config.transport,
+    )
+    endpoint = (
+        MetricsServer(metrics.registry, config.metrics, health=metrics.health)
+        if config.metrics.enabled
+        else None
+    )
+    if endpoint is not None:
+        endpoint.start()  # a taken port is a ConfigError before the first minute
+    try:
+        await _run_collecting(config, metrics, clock=clock, sleep=sleep, stop=stop)
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
+
+
+async def _run_collecting(
+    config: NodeConfig, metrics: NodeMetrics, *, clock: Clock, sleep: Sleep, stop: asyncio.Event
+) -> None:
     async with make_client(config.exchange) as client:
         fetcher = CandleFetcher(
-            client, config.exchange, simulate=config.simulate, clock=clock, sleep=sleep
+            client,
+            config.exchange,
+            simulate=config.simulate,
+            clock=clock,
+            sleep=sleep,
+            on_retry=metrics.record_retry,
         )
         submitter = Submitter(
             config.aggregator_target,
@@ -368,9 +425,12 @@ async def _run_node(config: NodeConfig, *, clock: Clock, sleep: Sleep) -> None:
             call_timeout=config.submit_timeout,
             retries=config.submit_retries,
             sleep=sleep,
+            transport=config.transport,
+            metrics=metrics,
+            clock=clock,
         )
         scheduler = MinuteScheduler(config.interval, config.fetch_offset, clock=clock, sleep=sleep)
-        node = OracleNode(config, fetcher, submitter, scheduler, clock=clock)
+        node = OracleNode(config, fetcher, submitter, scheduler, clock=clock, metrics=metrics)
         running = asyncio.ensure_future(node.run(stop))
         log = get_logger().bind(node_id=config.node_id, exchange=config.exchange.name)
         try:

@@ -7,16 +7,25 @@ aggregator cannot take right now (UNAVAILABLE, deadline, RESOURCE_EXHAUSTED afte
 Answers that retrying cannot change (INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION) drop
 that one observation with an error log. When the buffer is full the oldest observation is dropped
 with a warning: a price older than the aggregator's lateness limit would be refused anyway.
+
+Transport (`[oracle] transport`): "unary" sends each observation with SubmitPrice; "stream" keeps
+one StreamPrices stream open and reads the update that answers each message (its `code` is what
+SubmitPrice would have answered, so both transports decide the same way). Any break of the stream
+(an error, an end, no answer within the call timeout) sends that observation with SubmitPrice
+instead (a resubmission the stream may already have delivered is a harmless duplicate), and the
+stream is tried again only after `STREAM_RETRY_SECONDS`, so an aggregator that refuses streams
+costs one attempt every few minutes, not one per observation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final
+from typing import Final, Literal
 
 import grpc
 
@@ -32,6 +41,7 @@ from common.logsetup import get_logger
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import format_minute
 from oracle_node.candle import Candle
+from oracle_node.metrics import NodeMetrics
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -43,6 +53,14 @@ _RETRYABLE: Final = frozenset(
     }
 )
 _START_HINT: Final = "Make sure to run: aggregator (or scripts/run_multi_nodes.sh, which starts it)"
+# After a stream broke, observations go unary for this long before a new stream is tried.
+STREAM_RETRY_SECONDS: Final = 120.0
+_CODES: Final = {code.value[0]: code for code in grpc.StatusCode}
+_Stream = grpc.aio.StreamStreamCall[oracle_pb2.PriceRequest, oracle_pb2.AggregatedPriceUpdate]
+
+
+class _StreamBrokenError(Exception):
+    """The stream cannot answer this observation: send it unary."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,9 @@ class Submitter:
         retry_backoff: float = 0.5,
         sleep: Sleep = asyncio.sleep,
         security: ChannelSecurity = PLAINTEXT,
+        transport: Literal["unary", "stream"] = "unary",
+        metrics: NodeMetrics | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._target = target
         self._node_id = node_id
@@ -92,6 +113,11 @@ class Submitter:
         self._channel = aio_channel(target, security=security, options=SERVICE_OPTIONS)
         self._stub = oracle_pb2_grpc.OracleServiceStub(self._channel)
         self._connected: bool | None = None
+        self._transport = transport
+        self._metrics = metrics
+        self._clock = clock
+        self._stream: _Stream | None = None
+        self._stream_retry_at = 0.0  # monotonic
         bound = {"node_id": node_id, "aggregator": target}
         if simulated:
             bound["mode"] = "SIMULATED"
@@ -143,6 +169,7 @@ class Submitter:
                 buffer_size=self._buffer_size,
             )
         self._buffer.append(observation)
+        self._buffer_changed()
 
     async def flush(self) -> int:
         """Send buffered observations oldest first; stop at the first unreachable one.
@@ -157,11 +184,13 @@ class Submitter:
                     self._log.warning("observations_buffered", pending=len(self._buffer))
                     break
                 self._buffer.popleft()
+                self._buffer_changed()
                 done += 1
             return done
 
     async def close(self) -> None:
         """Close the channel; buffered observations are logged as lost."""
+        self._end_stream()
         if self._buffer:
             self._log.warning(
                 "unsent_observations_lost",
@@ -170,7 +199,30 @@ class Submitter:
             )
         await self._channel.close(None)
 
+    @property
+    def streaming(self) -> bool:
+        """True while observations go over an open StreamPrices stream."""
+        return self._stream is not None
+
+    def _buffer_changed(self) -> None:
+        if self._metrics is not None:
+            self._metrics.set_buffer_depth(len(self._buffer))
+
     async def _deliver(self, observation: Observation) -> _Outcome:
+        started = time.perf_counter()
+        outcome, detail = await self._deliver_once(observation)
+        if self._metrics is not None:
+            self._metrics.record_submission(
+                outcome=detail,
+                seconds=time.perf_counter() - started,
+                minute=observation.candle.minute,
+                now=self._clock(),
+                error="" if outcome is _Outcome.DELIVERED else f"submission {detail}",
+            )
+        return outcome
+
+    async def _deliver_once(self, observation: Observation) -> tuple[_Outcome, str]:
+        """The outcome, and its metrics label (accepted, duplicate, rejected, unreachable)."""
         candle = observation.candle
         request = oracle_pb2.PriceRequest(
             price=float(candle.close),  # the wire is a proto double; Decimal until here
@@ -182,6 +234,12 @@ class Submitter:
             symbol=candle.symbol,
             base=candle.base,
         )
+
+        if self._transport == "stream" and time.monotonic() >= self._stream_retry_at:
+            try:
+                return await self._deliver_by_stream(observation, request)
+            except _StreamBrokenError:
+                pass  # the same observation, unary, below
 
         async def submit() -> oracle_pb2.PriceResponse:
             # wait_for_ready: while the aggregator restarts, the call waits (up to its deadline)
@@ -195,7 +253,7 @@ class Submitter:
         except grpc.aio.AioRpcError as error:
             if error.code() in _RETRYABLE:
                 self._report_unreachable(error)
-                return _Outcome.UNREACHABLE
+                return _Outcome.UNREACHABLE, "unreachable"
             self._log.error(
                 "submission_rejected",
                 exchange=candle.exchange,
@@ -205,8 +263,90 @@ class Submitter:
                 code=error.code().name,
                 detail=error.details(),
             )
-            return _Outcome.REJECTED
-        return self._record_reply(observation, reply)
+            return _Outcome.REJECTED, "rejected"
+        return self._labelled(self._record_reply(observation, reply), reply.duplicate)
+
+    @staticmethod
+    def _labelled(outcome: _Outcome, duplicate: bool) -> tuple[_Outcome, str]:
+        if outcome is _Outcome.DELIVERED:
+            return outcome, "duplicate" if duplicate else "accepted"
+        return outcome, "rejected"
+
+    async def _deliver_by_stream(
+        self, observation: Observation, request: oracle_pb2.PriceRequest
+    ) -> tuple[_Outcome, str]:
+        """One message and its update; raises _StreamBrokenError when the stream cannot answer."""
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                if self._stream is None:
+                    # No request iterator: messages are written one by one (grpc-stubs lacks it).
+                    self._stream = self._stub.StreamPrices(wait_for_ready=True)  # type: ignore[call-arg]
+                    self._log.info("stream_opened")
+                await self._stream.write(request)
+                update: object = await self._stream.read()
+        except (grpc.aio.AioRpcError, TimeoutError) as error:
+            self._stream_broke(error)
+            raise _StreamBrokenError from error
+        except asyncio.InvalidStateError as error:  # it had already ended: say how
+            self._stream_broke(await self._how_it_ended())
+            raise _StreamBrokenError from error
+        if not isinstance(update, oracle_pb2.AggregatedPriceUpdate):  # grpc.aio.EOF: it ended
+            self._stream_broke(await self._how_it_ended())
+            raise _StreamBrokenError
+        code = _CODES.get(update.code, grpc.StatusCode.UNKNOWN)
+        candle = observation.candle
+        if code is grpc.StatusCode.OK:
+            reply = oracle_pb2.PriceResponse(
+                success=True,
+                message=update.message,
+                timestamp=update.timestamp,
+                duplicate=update.duplicate,
+            )
+            if update.aggregate_minute:
+                reply.aggregated_price = update.aggregated_price
+                reply.aggregate_minute = update.aggregate_minute
+                reply.data_points = update.data_points
+            return self._labelled(self._record_reply(observation, reply), update.duplicate)
+        if code in _RETRYABLE:
+            # The message was refused for now (e.g. a limit): kept buffered, as for SubmitPrice.
+            self._log.warning("stream_message_deferred", code=code.name, detail=update.message)
+            return _Outcome.UNREACHABLE, "unreachable"
+        self._log.error(
+            "submission_rejected",
+            exchange=candle.exchange,
+            base=candle.base,
+            minute=format_minute(candle.minute),
+            price=str(candle.close),
+            code=code.name,
+            detail=update.message,
+            transport="stream",
+        )
+        return _Outcome.REJECTED, "rejected"
+
+    async def _how_it_ended(self) -> str:
+        ended = self._stream
+        if ended is not None and ended.done():
+            return f"{(await ended.code()).name}: {await ended.details()}"
+        return "the aggregator ended the stream"
+
+    def _stream_broke(self, error: BaseException | str) -> None:
+        self._end_stream()
+        self._stream_retry_at = time.monotonic() + STREAM_RETRY_SECONDS
+        detail = error if isinstance(error, str) else repr(error)
+        if isinstance(error, grpc.aio.AioRpcError):
+            detail = f"{error.code().name}: {error.details()}"
+        elif isinstance(error, TimeoutError):
+            detail = f"no answer within {self._call_timeout:g} s"
+        self._log.warning(
+            "stream_broken_falling_back_to_unary",
+            detail=detail,
+            retry_stream_in=STREAM_RETRY_SECONDS,
+        )
+
+    def _end_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
 
     def _record_reply(self, observation: Observation, reply: oracle_pb2.PriceResponse) -> _Outcome:
         candle = observation.candle

@@ -210,3 +210,28 @@ def test_help_with_short_flag():
     result = CliRunner().invoke(cli.main, ["-h"])
     assert result.exit_code == 0
     assert "--min-sources" in result.stdout
+
+
+def test_taken_metrics_port_exits_with_clear_error(tmp_path):
+    with socket.socket() as holder, socket.socket() as grpc_port:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        grpc_port.bind(("127.0.0.1", 0))
+        port, free = holder.getsockname()[1], grpc_port.getsockname()[1]
+        grpc_port.close()
+        result = subprocess.run(
+            [sys.executable, "-m", "aggregator", "--host", "127.0.0.1", "--port", str(free)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+            env={
+                **os.environ,
+                "ORACLE_AGGREGATOR_LOG_FILE": str(tmp_path / "a.log"),
+                "ORACLE_AGGREGATOR_METRICS_PORT": str(port),
+            },
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert "[metrics] port" in result.stderr

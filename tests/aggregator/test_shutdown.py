@@ -7,6 +7,7 @@ import sys
 import time
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.proto import oracle_pb2 as pb
 from common.proto import oracle_pb2_grpc
@@ -47,6 +48,8 @@ async def test_sigterm_during_load_drains_and_exits_zero(tmp_path):
         str(GRACE),
         "--log-file",
         str(tmp_path / "aggregator.log"),
+        "--metrics-port",
+        "0",
         cwd=tmp_path,
     )
     minute = minute_floor(time.time()) - 60
@@ -85,3 +88,54 @@ async def test_sigterm_during_load_drains_and_exits_zero(tmp_path):
     log = (tmp_path / "aggregator.log").read_text()
     assert "shutdown_requested" in log
     assert "aggregator_stopped" in log
+
+
+async def test_sigterm_ends_every_stream_cleanly_and_health_turns_not_serving(tmp_path):
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aggregator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--grace",
+        str(GRACE),
+        "--log-file",
+        str(tmp_path / "aggregator.log"),
+        "--metrics-port",
+        "0",
+        cwd=tmp_path,
+    )
+    minute = minute_floor(time.time()) - 60
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = oracle_pb2_grpc.OracleServiceStub(channel)
+        await wait_until_serving(stub, time.monotonic() + 20)
+        health = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert (await health.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        stream = stub.StreamPrices()
+        await stream.write(
+            pb.PriceRequest(price=100000.0, timestamp=minute, source="kraken", node_id="k")
+        )
+        assert (await stream.read()).code == 0
+        assert (await health.read()).status == health_pb2.HealthCheckResponse.SERVING
+        subscription = stub.SubscribePrices(pb.SubscribeRequest())
+        assert (await subscription.read()).price.aggregated_price == 100000.0
+
+        process.send_signal(signal.SIGTERM)
+        assert (await health.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        endings = {}
+        for name, call in (("subscription", subscription), ("stream", stream)):
+            try:
+                while (await call.read()) is not grpc.aio.EOF:
+                    pass
+            except grpc.aio.AioRpcError as error:
+                endings[name] = (error.code(), error.details())
+        returncode = await asyncio.wait_for(process.wait(), timeout=GRACE + 5)
+
+    assert returncode == 0
+    assert endings["subscription"][0] is grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in endings["subscription"][1]
+    assert endings["stream"][0] is grpc.StatusCode.UNAVAILABLE
+    assert "SubmitPrice" in endings["stream"][1]

@@ -84,6 +84,16 @@ AGGREGATOR_NUMBERS = (
     "max_flat_minutes",
     "min_sources",
 )
+STREAMING_NUMBERS = (
+    "max_subscribers",
+    "max_subscribers_per_peer",
+    "max_lag_seconds",
+    "min_update_interval_seconds",
+    "update_interval_per_subscriber_seconds",
+    "round_queue",
+    "max_streams",
+    "max_health_watchers",
+)
 NODE_ORACLE_NUMBERS = (
     "fetch_interval",
     "fetch_offset_seconds",
@@ -103,6 +113,14 @@ def test_every_numeric_key_is_in_the_boolean_cases() -> None:
         AGGREGATOR_NUMBERS
     )
     assert numeric_keys(AggregatorFile.model_fields["database"].annotation) == {"retention_days"}
+    assert numeric_keys(AggregatorFile.model_fields["streaming"].annotation) == set(
+        STREAMING_NUMBERS
+    )
+    assert numeric_keys(AggregatorFile.model_fields["metrics"].annotation) == {"port"}
+    assert numeric_keys(NodeFile.model_fields["metrics"].annotation) == {
+        "port",
+        "stale_after_seconds",
+    }
     assert numeric_keys(NodeFile.model_fields["oracle"].annotation) == set(NODE_ORACLE_NUMBERS)
     assert numeric_keys(NodeFile.model_fields["kraken"].annotation) == set(NODE_VENUE_NUMBERS)
     assert numeric_keys(NodeFile.model_fields["validation"].annotation) == {
@@ -158,6 +176,30 @@ AGGREGATOR_CASES = [
     *common_cases("aggregator"),
     *booleans("aggregator", AGGREGATOR_NUMBERS),
     *booleans("database", ("retention_days",)),
+    *booleans("streaming", STREAMING_NUMBERS),
+    *booleans("metrics", ("port",)),
+    Case("streaming-unknown-key", "[streaming]\nmax_subscriber = 5\n", key="[streaming]"),
+    Case("subscribers-zero", "[streaming]\nmax_subscribers = 0\n", key="max_subscribers"),
+    Case("lag-zero", "[streaming]\nmax_lag_seconds = 0\n", key="[streaming] max_lag_seconds"),
+    Case("lag-text", "[streaming]\nmax_lag_seconds = 'long'\n", key="max_lag_seconds"),
+    Case("round-queue-huge", "[streaming]\nround_queue = 5000\n", key="[streaming] round_queue"),
+    Case(
+        "per-peer-above-total",
+        "[streaming]\nmax_subscribers = 10\nmax_subscribers_per_peer = 20\n",
+        key="[streaming] max_subscribers_per_peer",
+        says="must not exceed max_subscribers",
+    ),
+    Case("metrics-port-range", "[metrics]\nport = 70000\n", key="[metrics] port", says="65535"),
+    Case("metrics-host-empty", "[metrics]\nhost = ''\n", key="[metrics] host"),
+    Case("metrics-enabled-number", "[metrics]\nenabled = 1\n", key="[metrics] enabled"),
+    Case("metrics-unknown-key", "[metrics]\npath = '/m'\n", key="[metrics]", says="'path'"),
+    Case(
+        "env-metrics-port-true",
+        env={"ORACLE_AGGREGATOR_METRICS_PORT": "true"},
+        where="ORACLE_AGGREGATOR_METRICS_PORT",
+        says="integer",
+    ),
+    Case("option-metrics-port", args=("--metrics-port", "-1"), where="option --metrics-port"),
     Case("quorum-true", "[aggregator]\nquorum = true\n", key="[aggregator] min_sources"),
     Case("port-string", "[aggregator]\nport = '50051'\n", key="[aggregator] port", says="integer"),
     Case("port-float", "[aggregator]\nport = 50051.0\n", key="[aggregator] port"),
@@ -273,6 +315,21 @@ NODE_CASES = [
     *common_cases("oracle"),
     *booleans("oracle", NODE_ORACLE_NUMBERS),
     *booleans("validation", ("min_price", "max_price")),
+    *booleans("metrics", ("port", "stale_after_seconds")),
+    Case("transport-unknown", "[oracle]\ntransport = 'grpc'\n", key="[oracle] transport"),
+    Case("transport-number", "[oracle]\ntransport = 1\n", key="[oracle] transport"),
+    Case("node-metrics-port-range", "[metrics]\nport = -1\n", key="[metrics] port"),
+    Case(
+        "node-stale-after-short",
+        "[metrics]\nstale_after_seconds = 5\n",
+        key="[metrics] stale_after_seconds",
+    ),
+    Case("option-transport", args=("--transport", "udp"), where="option --transport"),
+    Case(
+        "env-node-metrics-port-text",
+        env={"ORACLE_NODE_METRICS_PORT": "high"},
+        where="ORACLE_NODE_METRICS_PORT",
+    ),
     # The node runs kraken, yet the other exchanges' tables are checked as well.
     *booleans("binance", NODE_VENUE_NUMBERS, prefix="[oracle]\nexchange = 'kraken'\n"),
     *booleans("coinbase", NODE_VENUE_NUMBERS, prefix="[oracle]\nexchange = 'kraken'\n"),

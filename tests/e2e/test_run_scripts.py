@@ -139,6 +139,16 @@ def test_simulated_system_from_start_to_stop(system_env: dict[str, str]) -> None
         assert json.loads(answer.read())["simulated"] is True
     if explorer:
         assert f"Explorer: http://127.0.0.1:{env['ORACLE_EXPLORER_PORT']}/" in started.stdout
+    # The aggregator's Prometheus endpoint is printed and answers; SIMULATED in its info.
+    metrics = f"http://127.0.0.1:{env['ORACLE_AGGREGATOR_METRICS_PORT']}/metrics"
+    assert f"metrics {metrics}" in started.stdout
+    with urllib.request.urlopen(metrics, timeout=5) as answer:
+        info = next(
+            line
+            for line in answer.read().decode().splitlines()
+            if line.startswith("oracle_aggregator_info")
+        )
+        assert 'simulated="true"' in info
 
     # A second run has nothing to start: everything runs already.
     again = run_script("run_multi_nodes.sh", "--simulate", env=env, timeout=120)

@@ -22,14 +22,17 @@ from structlog.testing import capture_logs
 
 from aggregator.config import AggregatorConfig
 from aggregator.server import create_server
+from common.metrics import MetricsServer, MetricsSettings
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import format_minute
 from oracle_node.config import Overrides, load_config
 from oracle_node.fetcher import CandleFetcher, Sleep
+from oracle_node.metrics import NodeMetrics
 from oracle_node.node import OracleNode
 from oracle_node.rates import RATE_FETCH_WINDOW
 from oracle_node.scheduler import MinuteScheduler, Tick
 from oracle_node.submitter import Submitter
+from tests.metrics_helpers import scrape, value
 from tests.oracle_node.fakes import SIM_URL, FakeClock, FlakyTransport, Simulator
 
 T0 = 1_800_000_000 - 1_800_000_000 % 60  # a minute boundary
@@ -98,6 +101,7 @@ class Nodes:
         *,
         scheduler_sleep: Sleep | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> tuple[OracleNode, Submitter]:
         config = load_config(
             None,
@@ -122,10 +126,13 @@ class Nodes:
             call_timeout=1.0,
             retries=0,
             sleep=self.clock.sleep,
+            metrics=metrics,
+            clock=self.clock,
         )
         self.stack.push_async_callback(submitter.close)
         scheduler = MinuteScheduler(clock=self.clock, sleep=scheduler_sleep or self.clock.sleep)
-        return OracleNode(config, fetcher, submitter, scheduler, clock=self.clock), submitter
+        node = OracleNode(config, fetcher, submitter, scheduler, clock=self.clock, metrics=metrics)
+        return node, submitter
 
 
 @pytest.fixture
@@ -428,3 +435,28 @@ async def test_a_skipped_minute_too_old_for_the_aggregator_is_not_backfilled(
     with capture_logs() as logs:  # nine minutes later: T0 is in the answer but too old
         assert await node.collect(tick_at(clock, T0 + 600)) is not None
     assert "minute_backfilled" not in {entry["event"] for entry in logs}
+
+
+async def test_the_node_metrics_endpoint_follows_a_collected_minute(
+    clock: FakeClock, exchange: Simulator, aggregator: Aggregator, nodes: Nodes
+) -> None:
+    metrics = NodeMetrics(
+        exchange="kraken", node_id="oracle-node-3", simulated=True, clock=clock, transport="unary"
+    )
+    node, _ = await nodes.make("kraken", aggregator.port, "oracle-node-3", metrics=metrics)
+    endpoint = MetricsServer(metrics.registry, MetricsSettings(port=0), health=metrics.health)
+    with endpoint:
+        starting = await asyncio.to_thread(httpx.get, f"{endpoint.url}/healthz", timeout=5)
+        assert starting.status_code == 200
+        assert starting.json()["status"] == "starting"
+        assert await node.collect(tick_at(clock, T0 + 60)) is not None
+        samples = await asyncio.to_thread(scrape, endpoint.url)
+        health = await asyncio.to_thread(httpx.get, f"{endpoint.url}/healthz", timeout=5)
+    labels = {"exchange": "kraken"}
+    assert value(samples, "oracle_node_fetches_total", outcome="ok", **labels) == 1
+    assert value(samples, "oracle_node_submissions_total", outcome="accepted", **labels) == 1
+    assert value(samples, "oracle_node_buffer_depth", **labels) == 0
+    assert value(samples, "oracle_node_last_submit_success_timestamp_seconds", **labels) > 0
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    assert health.json()["last_accepted_submission"]["minute"] == T0

@@ -32,6 +32,9 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
         ORACLE_COMMITTER_PORT=str(free_port()),
         ORACLE_COMMITTER_HTTP_PORT=str(free_port()),
         ORACLE_EXPLORER_PORT=str(free_port()),
+        ORACLE_AGGREGATOR_METRICS_PORT=str(free_port()),
+        # Every node on any free port: three fixed ones could be taken by a parallel run.
+        ORACLE_NODE_METRICS_BASE_PORT="0",
         ORACLE_START_TIMEOUT="20",
     )
     return env
