@@ -367,7 +367,11 @@ class Book:
         return None
 
     def _judge(self, minute: int, state: _OpenRound) -> RoundResult:
-        inputs = [combine_reports(ex, minute, reports) for ex, reports in state.reports.items()]
+        # Each exchange's combination is kept up to date in _closes as reports arrive.
+        inputs = [
+            self._closes.get(ex, {}).get(minute) or combine_reports(ex, minute, reports)
+            for ex, reports in state.reports.items()
+        ]
         stuck: list[ExchangePrice] = []
         for exchange in sorted(self._expected - set(state.reports)):
             older = [m for m in self._closes.get(exchange, {}) if m < minute]

@@ -67,8 +67,12 @@ def summary_text(result: RoundResult, *, simulated: bool) -> str:
     )
     if result.usdt_at_par:
         text += "; USDT taken at par (no USDT/USD rate)"
-    if result.summary:
+    if result.status is Status.DEGRADED:
         text += f"; {result.summary}"
+    elif result.excluded:
+        text += "; excluded " + ", ".join(
+            f"{item.exchange} ({item.reason})" for item in result.excluded
+        )
     return text
 
 
@@ -154,7 +158,9 @@ def result_of_round(message: oracle_pb2.Round, rules: Rules) -> RoundResult:
     status = _STATUS_FROM_WIRE.get(message.status, Status.UNKNOWN)
     method: Method = "median" if message.method == oracle_pb2.AGGREGATION_METHOD_MEDIAN else "mean"
     priced = status is not Status.UNKNOWN
-    summary = message.message.partition("; ")[2] if priced else message.message
+    summary = message.message.partition("; ")[2] if status is Status.DEGRADED else ""
+    if status is Status.UNKNOWN:
+        summary = message.message.partition(": ")[2]
     return RoundResult(
         minute=int(message.minute),
         status=status,

@@ -109,6 +109,11 @@ def _live_key(current: LiveAggregate) -> tuple[object, ...]:
     )
 
 
+def _excluded_codes(excluded: Sequence[Judged]) -> str:
+    """`kraken (deviation), binance (frozen)`: the details are in `excluded` itself."""
+    return ", ".join(f"{item.exchange} ({item.reason})" for item in excluded)
+
+
 def _price_text(price: Decimal) -> str:
     # Formatting, unlike quantize(), cannot overflow the decimal context whatever the value.
     return f"{price:.2f}"
@@ -347,13 +352,10 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
                 fill_input(response.excluded.add(), item)
         if result is None or result.price is None or result.confidence is None:
             excluded = result.excluded if result is not None else ()
-            reasons = "; ".join(
-                f"{item.exchange} {item.reason}: {item.detail}" for item in excluded
-            )
             when = f" for {format_minute(result.minute)}" if result is not None else ""
-            response.message = f"{label}no aggregate{when}: {current.reason}" + (
-                f" ({reasons})" if reasons and reasons not in current.reason else ""
-            )
+            response.message = f"{label}no aggregate{when}: {current.reason}"
+            if excluded:
+                response.message += " (excluded " + _excluded_codes(excluded) + ")"
             return response
         self._fill(response, result.price, result.minute, result.kept, now)
         response.confidence = float(result.confidence)
@@ -368,9 +370,7 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         if result.usdt_at_par:
             response.message += "; USDT taken at par (no USDT/USD rate)"
         if result.excluded:
-            response.message += "; excluded " + ", ".join(
-                f"{item.exchange} ({item.reason})" for item in result.excluded
-            )
+            response.message += "; excluded " + _excluded_codes(result.excluded)
         if result.status is Status.DEGRADED:
             response.message += f"; DEGRADED: {result.summary}"
         return response

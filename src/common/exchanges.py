@@ -1,7 +1,8 @@
 """The exchanges the oracle knows and the quote currencies their BTC pairs use.
 
 Binance's default pair BTCUSDT is quoted in USDT, Coinbase's BTC-USD and Kraken's XBTUSD in USD.
-The aggregate treats USDT at par with USD, as the original did; every input carries its quote so
+The aggregator converts USDT to USD with the USDT/USD rate nodes collect, and says so when it
+has none and takes USDT at par (as the original always did); every input carries its quote so
 a consumer can see it (and an operator who wants USD only can point Binance at Binance.US BTCUSD).
 """
 
