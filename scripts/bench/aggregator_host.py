@@ -22,13 +22,20 @@ from pathlib import Path
 from aggregator.config import AggregatorConfig
 from aggregator.server import build_server
 from aggregator.store import HistoryStore, InMemoryHistoryStore, SqliteHistoryStore
+from aggregator.store.opening import Synchronous
 from bench.procs import serve_until_signalled
 from bench.traffic import ServerClock
 from common.logsetup import configure_logging
 
 
 async def serve(
-    port: int, clock: ServerClock, simulate: bool, db_path: Path | None, offset: float
+    port: int,
+    clock: ServerClock,
+    simulate: bool,
+    *,
+    db_path: Path | None,
+    offset: float,
+    synchronous: Synchronous = "FULL",
 ) -> None:
     def now() -> float:
         return clock.now() + offset
@@ -37,7 +44,7 @@ async def serve(
     if db_path is None:
         store = InMemoryHistoryStore(simulate=simulate, clock=now)
     else:
-        store = SqliteHistoryStore(db_path, simulate=simulate, clock=now)
+        store = SqliteHistoryStore(db_path, simulate=simulate, clock=now, synchronous=synchronous)
     try:
         bound = build_server(
             AggregatorConfig(host="127.0.0.1", port=port, simulate=simulate),
@@ -60,10 +67,25 @@ def main() -> None:
     parser.add_argument("--simulate", action="store_true")
     parser.add_argument("--db-path", type=Path, help="SQLite history here (default: in memory)")
     parser.add_argument("--clock-offset", type=float, default=0.0, help="seconds added to now")
+    parser.add_argument(
+        "--synchronous",
+        choices=("FULL", "NORMAL"),
+        default="FULL",
+        help="SQLite synchronous (NORMAL: no fsync per commit; shows what the fsync costs)",
+    )
     args = parser.parse_args()
     configure_logging(args.log_level, args.log_file, service="aggregator")
     clock = ServerClock(args.t0, args.speed)
-    asyncio.run(serve(args.port, clock, args.simulate, args.db_path, args.clock_offset))
+    asyncio.run(
+        serve(
+            args.port,
+            clock,
+            args.simulate,
+            db_path=args.db_path,
+            offset=args.clock_offset,
+            synchronous=args.synchronous,
+        )
+    )
 
 
 if __name__ == "__main__":

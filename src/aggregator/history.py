@@ -159,11 +159,13 @@ def _observation(record: ObservationRecord) -> Observation:
     )
 
 
-def _signature_status(signature: bytes) -> int:
-    # UNSIGNED is a fact; a signature is not VERIFIED until the admission check (issue 11)
-    # verifies it, so until then its status is honestly unknown.
+def _signature_status(signature: bytes, *, verified: bool = False) -> int:
+    # UNSIGNED is a fact; a signature is VERIFIED only when the admission check (issue 11) says
+    # so, and until then its status is honestly unknown.
     if not signature:
         return oracle_pb2.SIGNATURE_STATUS_UNSIGNED
+    if verified:
+        return oracle_pb2.SIGNATURE_STATUS_VERIFIED
     return oracle_pb2.SIGNATURE_STATUS_UNSPECIFIED
 
 
@@ -261,14 +263,20 @@ class HistoryRecorder:
             ) from error
         self._remember(key, record.price, now)
 
-    async def accepted(self, observation: Observation, result: SubmitResult, now: float) -> None:
-        """The book took it: the node's row changes (a resubmission changes nothing)."""
+    async def accepted(
+        self, observation: Observation, result: SubmitResult, now: float, *, verified: bool = False
+    ) -> None:
+        """The book took it: the node's row changes (a resubmission changes nothing).
+
+        `verified`: the admission check (issue 11) verified the observation's signature; the
+        auth work passes it, until then a signature shows as unknown, never as verified.
+        """
         if result.outcome is Outcome.DUPLICATE:
             return
         entry = self._touch(observation.node_id, observation.exchange, now)
         entry.submissions += 1
         entry.last_minute = observation.minute
-        entry.signature_status = _signature_status(observation.signature)
+        entry.signature_status = _signature_status(observation.signature, verified=verified)
         entry.public_key = observation.public_key if observation.signature else b""
         await self.store.touch_node(
             NodeRecordRow(observation.node_id, entry.exchange, now, entry.submissions)

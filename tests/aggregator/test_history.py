@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from aggregator.book import Outcome, SubmitResult
 from aggregator.config import AggregatorConfig, DatabaseConfig
 from aggregator.history import HistoryRecorder, open_history, refusal_reason
 from aggregator.server import BoundServer, build_server
@@ -547,3 +548,15 @@ async def test_a_repeated_page_is_fresh_after_the_next_close(harness: Harness) -
     await close_rounds(running, [T0])
     newest = await running.stub.GetPriceHistory(pb.GetPriceHistoryRequest(limit=1))
     assert [r.minute for r in newest.rounds] == [T0]
+
+
+async def test_a_verified_signature_is_listed_as_verified(clock: FakeClock) -> None:
+    recorder = HistoryRecorder.in_memory(config(), clock)
+    signed = validate_submission(
+        submission(observation_signature=b"s" * 64, public_key=b"k" * 32), config(), clock.now
+    )
+    await recorder.accepted(signed, SubmitResult(Outcome.COUNTED), clock.now, verified=True)
+    (node,) = recorder.list_nodes(pb.ListNodesRequest(), clock.now).nodes
+    assert node.signature_status == pb.SIGNATURE_STATUS_VERIFIED
+    assert node.public_key == b"k" * 32
+    await recorder.close()

@@ -153,5 +153,6 @@ async def test_the_round_clock_closes_exactly_at_the_deadline():
     finally:
         await bound.server.stop(None)
     assert len(closed_at) == 1
-    assert closed_at[0] - (minute + 60 + deadline_seconds) == pytest.approx(0, abs=0.3)
+    # Never early; late only by the event loop's wake-up (generous: 2 shared cores under load).
+    assert 0 <= closed_at[0] - (minute + 60 + deadline_seconds) < 0.5
     assert bound.round_clock.running is False

@@ -285,3 +285,28 @@ async def test_report_dated_in_the_future_neither_takes_over_nor_hides_the_excha
     await stub.SubmitPrice(submit_request("kraken", 100030.0, timestamp=T0 + 60))
     latest = await stub.GetAggregatedPrice(pb.GetPriceRequest(source_filter="kraken"))
     assert latest.aggregated_price == 100030.0
+
+
+async def test_three_hundred_late_reports_from_new_ids_leave_the_aggregator_healthy(running, clock):
+    _, stub = running
+    now_minute = T0 + 300
+    for minute in range(T0, now_minute + 1, 60):
+        clock.now = minute + 62
+        for source, price in (("binance", 100000.0), ("coinbase", 100010.0), ("kraken", 100020.0)):
+            await stub.SubmitPrice(submit_request(source, price, timestamp=minute))
+    before = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+    for index in range(300):
+        late = await stub.SubmitPrice(
+            submit_request("kraken", 90000.0, node_id=f"junk-{index}", timestamp=now_minute - 300)
+        )
+        assert "stored as late" in late.message
+    health = await stub.HealthCheck(pb.HealthRequest())
+    assert health.healthy
+    after = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+    assert (after.aggregated_price, after.aggregate_minute, after.status) == (
+        before.aggregated_price,
+        before.aggregate_minute,
+        pb.PRICE_STATUS_OK,
+    )
+    honest = await stub.SubmitPrice(submit_request("kraken", 100020.0, timestamp=now_minute))
+    assert honest.duplicate
