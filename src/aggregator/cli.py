@@ -20,6 +20,7 @@ from aggregator.config import (
     OVERRIDES,
     AggregatorFile,
     load_config,
+    require_authentication,
 )
 from aggregator.server import serve
 from common.errors import ConfigError
@@ -57,6 +58,7 @@ def main(config_path: Path | None, check_config: bool, **options: object) -> Non
     given = given_values(options, OVERRIDES)
     try:
         config = load_config(config_path, given, os.environ)
+        require_authentication(config)
         origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, config.source)
         if check_config:
             check_log_file(config.logging, origin=origin)

@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from aggregator import __version__
+from aggregator.admission import Admission
 from aggregator.aggregation import Aggregate, ExchangePrice
 from aggregator.book import Book, Outcome
 from aggregator.config import AggregatorConfig
@@ -44,9 +45,8 @@ def _maps_errors(method: _Handler[_Servicer, _Req, _Resp]) -> _Handler[_Servicer
         try:
             return await method(self, request, context)
         except OracleError as error:
-            _log.warning(
-                "request_refused", rpc=method.__name__, status=error.status.name, reason=str(error)
-            )
+            # Counted by reason and logged rate-limited: a flood must not become a flood of lines.
+            self.admission.refused(error, self._clock(), rpc=method.__name__)
             await context.abort(error.status, str(error))
             raise  # unreachable: abort raises; keeps type checkers and readers honest
         except Exception:
@@ -100,6 +100,7 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self._started = clock()
         self.draining = False
         self.activity = Activity()
+        self.admission = Admission(config)
         self._logged_aggregate: tuple[Decimal, int, int] | None = None
         self._cached_answer: tuple[Aggregate, int, int, oracle_pb2.GetPriceResponse] | None = None
 
@@ -115,7 +116,9 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
     ) -> oracle_pb2.PriceResponse:
         now = self._clock()
         observation = validate_submission(request, self._config, now)
+        admitted = await self.admission.admit(request, observation, now)
         result = self._book.submit(observation, now)
+        self.admission.accepted(admitted, now)
         current = self._book.aggregate(now)
 
         if result.outcome is Outcome.DUPLICATE:
@@ -292,7 +295,8 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             active_nodes=active,
             version=__version__,
             uptime_seconds=int(max(0.0, now - self._started)),
-            message=f"{_label(self._config)}{state}; {active} node(s) active",
+            message=f"{_label(self._config)}{state}; {active} node(s) active"
+            + (f"; {self.admission.mode}" if self.admission.allow_unsigned else ""),
             fresh_exchanges=fresh,
             simulated=self._config.simulate,
             draining=self.draining,
