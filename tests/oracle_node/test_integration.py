@@ -21,8 +21,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from aggregator.config import AggregatorConfig, AuthConfig
-from common.exchanges import EXCHANGES
 from aggregator.server import create_server
+from common.exchanges import EXCHANGES
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import format_minute
 from oracle_node.config import Overrides, load_config
