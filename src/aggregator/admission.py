@@ -214,6 +214,12 @@ class Admission:
         payload = build_payload(request, observation)
         allowlist = self.allowlist.current if self.allowlist is not None else None
         if allowlist is None:
+            if not self.allow_unsigned:
+                raise UnauthenticatedError(
+                    "this aggregator has no allowlist, so it can attribute no signature to a "
+                    "node: every submission is refused (start it with --allowlist PATH)",
+                    reason="no_allowlist",
+                )
             # --allow-unsigned without an allowlist: there is no key to check a signature
             # against, so a signed observation is taken as an unsigned one.
             self.limiter.check(observation.node_id, now)
