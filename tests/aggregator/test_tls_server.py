@@ -130,9 +130,11 @@ async def test_mutual_tls_happy_path_and_a_client_without_certificate_refused(
 async def test_a_plaintext_client_cannot_talk_to_the_tls_port(
     tmp_path: Path, pki: dict[str, Path]
 ) -> None:
-    async with aggregator(tmp_path, pki, mutual=False) as bound:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
-            stub = oracle_pb2_grpc.OracleServiceStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await stub.HealthCheck(pb.HealthRequest(), timeout=3)
-            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    async with (
+        aggregator(tmp_path, pki, mutual=False) as bound,
+        grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel,
+    ):
+        stub = oracle_pb2_grpc.OracleServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.HealthCheck(pb.HealthRequest(), timeout=3)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
