@@ -14,16 +14,30 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from aggregator.config import AggregatorConfig
+from aggregator.config import AggregatorConfig, AuthConfig, LimitsConfig
 from aggregator.server import create_server
 from bench.procs import serve_until_signalled
 from bench.traffic import ServerClock
 from common.logsetup import configure_logging
 
+# The benchmark's load is unsigned and far above the abuse limits meant for three nodes.
+BENCH_AUTH = AuthConfig(allow_unsigned=True)
+BENCH_LIMITS = LimitsConfig(
+    rate=1e6,
+    burst=1e6,
+    global_rate=1e7,
+    global_burst=1e7,
+    max_concurrent_rpcs=100_000,
+    max_concurrent_streams=10_000,
+)
+
 
 async def serve(port: int, clock: ServerClock, simulate: bool) -> None:
     server, bound = create_server(
-        AggregatorConfig(host="127.0.0.1", port=port, simulate=simulate), clock=clock.now
+        AggregatorConfig(
+            host="127.0.0.1", port=port, simulate=simulate, auth=BENCH_AUTH, limits=BENCH_LIMITS
+        ),
+        clock=clock.now,
     )
     await serve_until_signalled(server, bound, grace=2.0)
 
