@@ -71,6 +71,21 @@ class _NodeCommand(click.Command):
             )
         return super().main(argv, *rest, **extra)
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,  # noqa: ANN401
+    ) -> click.Context:
+        """Parsing alone (as tests/test_readme.py checks a command) follows the same dispatch."""
+        commands = {"keygen": keygen_command, "pubkey": pubkey_command}
+        if args[:1] and args[0] in commands:
+            return commands[args[0]].make_context(
+                f"{info_name} {args[0]}", args[1:], parent, **extra
+            )
+        return super().make_context(info_name, args, parent, **extra)
+
 
 _ENTRY_OPTIONS = (
     click.option("--node-id", help="Node id for the allowlist entry printed (its config's)"),
