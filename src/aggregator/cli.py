@@ -58,12 +58,13 @@ def main(config_path: Path | None, check_config: bool, **options: object) -> Non
     given = given_values(options, OVERRIDES)
     try:
         config = load_config(config_path, given, os.environ)
-        require_authentication(config)
         origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, config.source)
         if check_config:
             check_log_file(config.logging, origin=origin)
+            require_authentication(config)
         else:
             start_logging(config.logging, service=PROGRAM, origin=origin)
+            require_authentication(config)
     except ConfigError as error:
         exit_on_config_error(PROGRAM, error)
     for warning in config.warnings:
