@@ -175,7 +175,7 @@ part_command() {
 # The nodes' signing keys and the aggregator's allowlist of them, under the work directory's
 # keys/ (0700), so the system runs signed by default. Keys are made once (0600, never overwritten,
 # never printed); the allowlist is written when missing or when a key was just made (a running
-# aggregator then gets SIGHUP, which reloads it).
+# aggregator is then named, with the SIGHUP that reloads it).
 node_keys_dir="$work_dir/keys"
 allowlist_file="$node_keys_dir/allowlist.toml"
 node_key_file() { printf '%s/node-%s.key\n' "$node_keys_dir" "${oracle_node_ids[$1]}"; }
@@ -217,8 +217,9 @@ ensure_node_keys() {
   mv "$allowlist_file.tmp" "$allowlist_file"
   echo "==> aggregator allowlist written: $allowlist_file (${#oracle_nodes[@]} nodes)"
   pidfile_check aggregator
-  if [ "$PIDFILE_STATE" = running ]; then
-    kill -HUP "$PIDFILE_PID" && echo "==> the running aggregator reloads it (SIGHUP)"
+  if [ "$PIDFILE_STATE" = running ] && [ "$(pidfile_field aggregator mode)" = "$want_mode" ]; then
+    # Not signalled from here: a process of an older version may not handle SIGHUP (and die).
+    echo "==> the running aggregator (PID $PIDFILE_PID) still has the old allowlist: kill -HUP $PIDFILE_PID reloads it"
   fi
   return 0
 }
