@@ -281,6 +281,8 @@ def start_all(
             "aggregator",
             [
                 venv_command("aggregator"),
+                # The nodes here run unsigned: this measures collection latency, not signing.
+                "--allow-unsigned",
                 "--host",
                 "127.0.0.1",
                 "--port",

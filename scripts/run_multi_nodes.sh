@@ -17,8 +17,11 @@
 # own --check-config, with the very options it will get), the ports checked, and a node id or log
 # file used by a process these scripts did not start refused: one bad setting starts nothing.
 #
+# Signed by default: on first run each node gets a signing key (<state>/keys/node-<id>.key, 0600,
+# in a 0700 directory, never printed) and the aggregator an allowlist of them (keys/allowlist.toml).
+#
 # Environment (optional): ORACLE_AGGREGATOR_PORT (50051), ORACLE_AGGREGATOR_HOST (bind, 127.0.0.1:
-# the aggregator does not authenticate submissions yet, so only local nodes by default),
+# local nodes only by default, although submissions are signed),
 # ORACLE_SIM_PORT (8099), ORACLE_SIM_SEED, ORACLE_COMMITTER_PORT (50061),
 # ORACLE_COMMITTER_HTTP_PORT (8061), ORACLE_EXPLORER_PORT (8090), ORACLE_AGGREGATOR_METRICS_PORT
 # (9150: the aggregator's Prometheus /metrics), ORACLE_NODE_METRICS_BASE_PORT (9160: node N serves
@@ -140,7 +143,7 @@ part_command() {
       # An inherited ORACLE_AGGREGATOR_SIMULATE must not turn a real run into a simulated one.
       cmd=(env -u ORACLE_AGGREGATOR_SIMULATE "$bin/aggregator" --host "${ORACLE_AGGREGATOR_HOST:-127.0.0.1}"
         --port "$aggregator_port" --log-file "$(part_log aggregator)"
-        --metrics-port "$aggregator_metrics_port")
+        --metrics-port "$aggregator_metrics_port" --allowlist "$allowlist_file")
       if [ -f "$config_dir/aggregator.toml" ]; then cmd+=(--config "$config_dir/aggregator.toml"); fi
       if [ "$simulate" = 1 ]; then cmd+=(--simulate); else cmd+=(--no-simulate); fi
       ;;
@@ -165,10 +168,63 @@ part_command() {
       # with the same id (from the repository root, or with the same ORACLE_RUN_DIR) is refused.
       cmd=(env -u ORACLE_NODE_EXCHANGE -u ORACLE_NODE_ID -u ORACLE_NODE_CONFIG "$bin/oracle-node"
         --config "$config" --run-dir "$run_dir" --aggregator-url "http://$agg_target"
-        --log-file "$(part_log "$name")" --metrics-port "$(node_metrics_port "$index")")
+        --log-file "$(part_log "$name")" --metrics-port "$(node_metrics_port "$index")"
+        --key-file "$(node_key_file "$index")")
       if [ "$simulate" = 1 ]; then cmd+=(--simulate --api-url "$sim_url"); else cmd+=(--no-simulate); fi
       ;;
   esac
+  return 0
+}
+
+# The nodes' signing keys and the aggregator's allowlist of them, under the work directory's
+# keys/ (0700), so the system runs signed by default. Keys are made once (0600, never overwritten,
+# never printed); the allowlist is written when missing or when a key was just made (a running
+# aggregator is then named, with the SIGHUP that reloads it).
+node_keys_dir="$work_dir/keys"
+allowlist_file="$node_keys_dir/allowlist.toml"
+node_key_file() { printf '%s/node-%s.key\n' "$node_keys_dir" "${oracle_node_ids[$1]}"; }
+
+ensure_node_keys() {
+  local entry index exchange key out created=0 entries=""
+  mkdir -p "$node_keys_dir"
+  chmod 700 "$node_keys_dir"
+  for entry in "${oracle_nodes[@]}"; do
+    read -r index exchange <<<"$entry"
+    key="$(node_key_file "$index")"
+    if [ ! -e "$key" ]; then
+      # Its output is the public key and an entry, never the secret; kept out of the logs anyway.
+      if ! out="$("$bin/oracle-node" keygen --out "$key" 2>&1 </dev/null 9>&-)"; then
+        echo "ERROR: oracle-node keygen failed for ${oracle_node_ids[$index]}: $out" >&2
+        return 1
+      fi
+      echo "==> signing key created for node ${oracle_node_ids[$index]}: $key (mode 0600)"
+      created=1
+    fi
+  done
+  [ "$created" = 1 ] || [ ! -e "$allowlist_file" ] || return 0
+  for entry in "${oracle_nodes[@]}"; do
+    read -r index exchange <<<"$entry"
+    if ! out="$("$bin/oracle-node" pubkey --key-file "$(node_key_file "$index")" \
+      --node-id "${oracle_node_ids[$index]}" --exchange "$exchange" 2>&1 </dev/null 9>&-)"; then
+      echo "ERROR: $out" >&2
+      return 1
+    fi
+    entries+="$out"$'\n\n'
+  done
+  {
+    echo "# The nodes run_multi_nodes.sh starts, with their keys in this directory. Written when a"
+    echo "# key is made (edits are then lost); for other nodes use your own --allowlist file."
+    echo
+    printf '%s' "$entries"
+  } >"$allowlist_file.tmp"
+  chmod 644 "$allowlist_file.tmp"
+  mv "$allowlist_file.tmp" "$allowlist_file"
+  echo "==> aggregator allowlist written: $allowlist_file (${#oracle_nodes[@]} nodes)"
+  pidfile_check aggregator
+  if [ "$PIDFILE_STATE" = running ] && [ "$(pidfile_field aggregator mode)" = "$want_mode" ]; then
+    # Not signalled from here: a process of an older version may not handle SIGHUP (and die).
+    echo "==> the running aggregator (PID $PIDFILE_PID) still has the old allowlist: kill -HUP $PIDFILE_PID reloads it"
+  fi
   return 0
 }
 
@@ -282,6 +338,11 @@ done
 # shellcheck source=scripts/venv.sh
 source "$oracle_root/scripts/venv.sh" "" # "": not this script's own arguments
 cd "$oracle_root"
+
+if ! ensure_node_keys; then
+  echo "REFUSED, nothing was started: the nodes' keys could not be made." >&2
+  exit 2
+fi
 
 if [ "$check_only" = 1 ]; then
   if ! check_configs "${selected[@]}"; then

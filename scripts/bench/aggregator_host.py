@@ -19,13 +19,24 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from aggregator.config import AggregatorConfig
+from aggregator.config import AggregatorConfig, AuthConfig, LimitsConfig
 from aggregator.server import build_server
 from aggregator.store import HistoryStore, InMemoryHistoryStore, SqliteHistoryStore
 from aggregator.store.opening import Synchronous
 from bench.procs import serve_until_signalled
 from bench.traffic import ServerClock
 from common.logsetup import configure_logging
+
+# The benchmark's load is unsigned and far above the abuse limits meant for three nodes.
+BENCH_AUTH = AuthConfig(allow_unsigned=True)
+BENCH_LIMITS = LimitsConfig(
+    rate=1e6,
+    burst=1e6,
+    global_rate=1e7,
+    global_burst=1e7,
+    max_concurrent_rpcs=100_000,
+    max_concurrent_streams=10_000,
+)
 
 
 async def serve(
@@ -47,7 +58,9 @@ async def serve(
         store = SqliteHistoryStore(db_path, simulate=simulate, clock=now, synchronous=synchronous)
     try:
         bound = build_server(
-            AggregatorConfig(host="127.0.0.1", port=port, simulate=simulate),
+            AggregatorConfig(
+                host="127.0.0.1", port=port, simulate=simulate, auth=BENCH_AUTH, limits=BENCH_LIMITS
+            ),
             clock=now,
             store=store,
         )

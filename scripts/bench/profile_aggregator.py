@@ -29,6 +29,7 @@ import grpc
 from aggregator.config import AggregatorConfig
 from aggregator.server import build_server
 from aggregator.service import OracleServicer
+from bench.aggregator_host import BENCH_AUTH, BENCH_LIMITS
 from bench.traffic import ServerClock, SubmitStream, fresh_seed_requests
 from common.logsetup import configure_logging
 from common.proto import oracle_pb2
@@ -67,7 +68,10 @@ async def _measure(
     profiles: dict[str, cProfile.Profile] | None,
 ) -> dict[str, float]:
     clock = SteppedClock(time.time(), step)
-    bound = build_server(AggregatorConfig(host="127.0.0.1", port=0), clock=clock.now)
+    bound = build_server(
+        AggregatorConfig(host="127.0.0.1", port=0, auth=BENCH_AUTH, limits=BENCH_LIMITS),
+        clock=clock.now,
+    )
     servicer = bound.servicer
     context: Any = _Context()
     slots = 16  # as many streams as the 16-in-flight level of the gRPC benchmark
@@ -97,7 +101,9 @@ async def _measure(
     if profiles is not None:
         profiles["SubmitPrice"].disable()
     # Reads on the real clock with a fresh three-exchange aggregate, as in the gRPC benchmark.
-    reading = build_server(AggregatorConfig(host="127.0.0.1", port=0))
+    reading = build_server(
+        AggregatorConfig(host="127.0.0.1", port=0, auth=BENCH_AUTH, limits=BENCH_LIMITS)
+    )
     for seed in fresh_seed_requests(ServerClock(time.time()), simulated=False):
         await reading.servicer.SubmitPrice(seed, context)
     if profiles is not None:

@@ -20,6 +20,7 @@ from aggregator.config import (
     OVERRIDES,
     AggregatorFile,
     load_config,
+    require_authentication,
 )
 from aggregator.history import HistoryOpenError
 from aggregator.server import serve
@@ -61,8 +62,10 @@ def main(config_path: Path | None, check_config: bool, **options: object) -> Non
         origin = origin_of(("logging", "file"), OVERRIDES, given, os.environ, config.source)
         if check_config:
             check_log_file(config.logging, origin=origin)
+            require_authentication(config)
         else:
             start_logging(config.logging, service=PROGRAM, origin=origin)
+            require_authentication(config)
     except ConfigError as error:
         exit_on_config_error(PROGRAM, error)
     for warning in config.warnings:

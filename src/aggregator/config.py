@@ -1,7 +1,8 @@
 """The aggregator's configuration: each setting declared once, validated before anything binds.
 
 Sources, weakest first: defaults (the original's behaviour), the TOML file (`[aggregator]`,
-`[database]`, `[streaming]`, `[metrics]`, `[logging]`), `ORACLE_AGGREGATOR_*` variables,
+`[database]`, `[streaming]`, `[metrics]`, `[auth]`, `[tls]`, `[limits]`, `[logging]`),
+`ORACLE_AGGREGATOR_*` variables,
 command-line options (`OVERRIDES`).
 The keys the rounds and history work reads (`exchanges` to `min_price`, `[database]`) are
 declared here with the rest, so a mistake in them stops the aggregator like any other.
@@ -9,6 +10,7 @@ declared here with the rest, so a mistake in them stops the aggregator like any 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -16,8 +18,10 @@ from typing import Annotated, Final, Literal
 
 from pydantic import Field, model_validator
 
+from aggregator.allowlist import load_allowlist
 from aggregator.metrics import DEFAULT_SETTINGS as DEFAULT_METRICS
 from aggregator.streaming_settings import StreamingSettings
+from common.errors import ConfigError
 from common.exchanges import EXCHANGES, ExchangeName
 from common.metrics import MetricsSettings
 from common.settings import (
@@ -121,6 +125,59 @@ class DatabaseConfig(Table):
     """Days of history kept"""
 
 
+class AuthConfig(Table):
+    """`[auth]`: who may submit; by default only signed observations of allowlisted nodes."""
+
+    allowlist: FilePath | None = None
+    """Node allowlist file (TOML [[nodes]]: id, public_key, exchanges); reloaded on SIGHUP"""
+    allow_unsigned: bool = False
+    """Also accept unsigned observations (original nodes); warned about, shown in HealthCheck"""
+
+
+class TlsConfig(Table):
+    """`[tls]`: the gRPC port's certificate; without one the port is plaintext."""
+
+    cert: FilePath | None = None
+    """PEM certificate chain of the aggregator"""
+    key: FilePath | None = None
+    """PEM private key of that certificate, mode 0600"""
+    client_ca: FilePath | None = None
+    """PEM CA whose client certificates are required (mutual TLS)"""
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ConflictError(
+                ("key" if self.key is None else "cert",), "set cert and key together"
+            )
+        if self.client_ca is not None and self.cert is None:
+            raise ConflictError(("client_ca",), "mutual TLS needs the server's cert and key too")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
+
+
+class LimitsConfig(Table):
+    """`[limits]`: submission rate limits and bounds on concurrent calls and streams."""
+
+    rate: float = Field(0.5, gt=0, le=1e6, allow_inf_nan=False)
+    """Submissions per second one node may make, on average"""
+    burst: float = Field(30.0, ge=1, le=1e6, allow_inf_nan=False)
+    """Submissions one node may make at once (its bucket)"""
+    global_rate: float = Field(50.0, gt=0, le=1e7, allow_inf_nan=False)
+    """Submissions per second all nodes together may make"""
+    global_burst: float = Field(200.0, ge=1, le=1e7, allow_inf_nan=False)
+    """Submissions all nodes together may make at once"""
+    max_tracked_nodes: int = Field(4096, ge=1, le=1_000_000)
+    """Node ids with a rate-limit bucket (least recently seen forgotten first)"""
+    max_concurrent_rpcs: int = Field(256, ge=1, le=100_000)
+    """Calls handled at once; further calls are refused RESOURCE_EXHAUSTED"""
+    max_concurrent_streams: int = Field(64, ge=1, le=10_000)
+    """HTTP/2 streams (calls in flight) one connection may open"""
+
+
 class AggregatorFile(Table):
     """The file's layout: one field per table."""
 
@@ -128,6 +185,9 @@ class AggregatorFile(Table):
     database: DatabaseConfig = DatabaseConfig()
     streaming: StreamingSettings = StreamingSettings()
     metrics: MetricsSettings = DEFAULT_METRICS
+    auth: AuthConfig = AuthConfig()
+    tls: TlsConfig = TlsConfig()
+    limits: LimitsConfig = LimitsConfig()
     logging: LoggingConfig = LoggingConfig()
 
 
@@ -137,6 +197,9 @@ class AggregatorConfig(AggregatorSettings):
     database: DatabaseConfig = DatabaseConfig()
     streaming: StreamingSettings = StreamingSettings()
     metrics: MetricsSettings = DEFAULT_METRICS
+    auth: AuthConfig = AuthConfig()
+    tls: TlsConfig = TlsConfig()
+    limits: LimitsConfig = LimitsConfig()
     logging: LoggingConfig = LoggingConfig()
     source: str = "defaults"
     """The file the settings came from"""
@@ -163,6 +226,17 @@ class AggregatorConfig(AggregatorSettings):
             )
         if not self.database.enabled:
             found.append("[database] enabled = false: history is kept in memory only")
+        if self.auth.allow_unsigned:
+            found.append(
+                "[auth] allow_unsigned = true (--allow-unsigned): UNSIGNED observations are "
+                "accepted; whoever reaches the port can submit as any "
+                + ("allowlisted node id" if self.auth.allowlist else "node id")
+            )
+            if not _is_loopback(self.host) and self.tls.client_ca is None:
+                found.append(
+                    f"listening on {self.host} with unsigned observations accepted and no mutual "
+                    "TLS: anyone who can reach this port can move the price (dev shortcut only)"
+                )
         return tuple(found)
 
 
@@ -185,6 +259,11 @@ OVERRIDES: Final = (
             ("--metrics-host", ("metrics", "host")),
             ("--metrics-port", ("metrics", "port")),
             ("--metrics/--no-metrics", ("metrics", "enabled")),
+            ("--allowlist", ("auth", "allowlist")),
+            ("--allow-unsigned/--require-signatures", ("auth", "allow_unsigned")),
+            ("--tls-cert", ("tls", "cert")),
+            ("--tls-key", ("tls", "key")),
+            ("--tls-client-ca", ("tls", "client_ca")),
         )
     ),
     Override.named(
@@ -211,13 +290,49 @@ def load_config(
     layers = layer(AggregatorFile, document, OVERRIDES, given or {}, environ or {})
     parsed = validate(AggregatorFile, layers, source)
     table = parsed.aggregator
+    settings = {name: getattr(table, name) for name in table.model_fields_set}
+    if parsed.auth.allow_unsigned and "host" not in settings:
+        # 0.0.0.0 is kept as the default only while signatures protect the port: accepting
+        # unsigned observations, the aggregator listens on loopback unless told otherwise.
+        settings["host"] = LOOPBACK
+    if parsed.auth.allowlist is not None:
+        # Checked here, so --check-config and a start both refuse a bad allowlist at once.
+        load_allowlist(parsed.auth.allowlist)
     return AggregatorConfig(
         # Only what was set, so `model_fields_set` tells explicit settings from defaults.
-        **{name: getattr(table, name) for name in table.model_fields_set},
+        **settings,
         database=parsed.database,
         streaming=parsed.streaming,
         metrics=parsed.metrics,
+        auth=parsed.auth,
+        tls=parsed.tls,
+        limits=parsed.limits,
         logging=parsed.logging,
         source=source,
         notices=notices + layers.notices,
     )
+
+
+LOOPBACK: Final = "127.0.0.1"
+
+
+def require_authentication(config: AggregatorConfig) -> None:
+    """Refuse to start an aggregator that could accept nothing: signatures required (the
+    default) and no allowlist naming the keys. Checked by the command (and --check-config), not
+    by `load_config`, so a library caller can still build a config and decide for itself."""
+    if not config.auth.allow_unsigned and config.auth.allowlist is None:
+        raise ConfigError(
+            f"{config.source}: [auth] allowlist: required: signatures are required by default "
+            "and no allowlist names the nodes' keys (--allowlist PATH; keys come from "
+            "`oracle-node keygen`), or accept unsigned observations with --allow-unsigned "
+            "(dev only)"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -46,8 +46,6 @@ from common.errors import (
     ConflictingObservationError,
     InvalidObservationError,
     OracleError,
-    PermissionDeniedError,
-    UnauthenticatedError,
 )
 from common.logsetup import get_logger
 from common.proto import oracle_pb2
@@ -98,11 +96,14 @@ def open_history(config: AggregatorConfig, clock: Clock) -> HistoryStore:
 
 
 def refusal_reason(error: OracleError) -> str:
-    """A stable, bounded code per kind of refusal: what `count_refusal` groups by."""
+    """A stable, bounded code per kind of refusal: what the counters and `count_refusal` group
+    by. The error's own short `reason` when it has one (bad_signature, equivocation,
+    rate_limited_node), `invalid_<field>` for a field that failed validation, else its kind."""
     if isinstance(error, InvalidObservationError):
-        return f"invalid_{error.field}"
-    if isinstance(error, UnauthenticatedError | PermissionDeniedError):
-        return error.reason
+        return f"invalid_{error.field}"[:64]
+    reason = getattr(error, "reason", None)
+    if isinstance(reason, str) and reason:
+        return reason[:64]
     name = type(error).__name__.removesuffix("Error")
     return _CAMEL.sub("_", name).lower() or "refused"
 

@@ -22,9 +22,12 @@ from __future__ import annotations
 import asyncio
 import math
 import signal
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from aggregator.book import Book
 from aggregator.config import AggregatorConfig
@@ -38,11 +41,13 @@ from common.logsetup import get_logger
 from common.metrics import MetricsServer
 from common.proto import oracle_pb2_grpc
 from common.timeutil import Clock, system_clock
+from common.tls import server_credentials
 
 _log = get_logger(service="aggregator")
 
 # No call in progress for this long while draining: the clients have gone elsewhere.
 QUIET_SECONDS = 0.25
+_Context = grpc.aio.ServicerContext[Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +101,9 @@ def build_server(
             # gRPC sets SO_REUSEPORT by default: a second aggregator would then share the port
             # silently and split the nodes' submissions. Off, a taken port is a clear error.
             ("grpc.so_reuseport", 0),
-        ]
+            ("grpc.max_concurrent_streams", config.limits.max_concurrent_streams),
+        ],
+        maximum_concurrent_rpcs=config.limits.max_concurrent_rpcs,
     )
     book = Book(config)
     history = HistoryRecorder(store, config)
@@ -104,13 +111,20 @@ def build_server(
     servicer = OracleServicer(config, book, clock, history=history)
     # First: a closed round is durable before any subscriber hears of it.
     servicer.round_listeners.insert(0, history.on_round_closed)
-    oracle_pb2_grpc.add_OracleServiceServicer_to_server(servicer, server)
+    # Malformed request bodies answer INVALID_ARGUMENT (grpc.aio would say UNKNOWN).
+    oracle_pb2_grpc.add_OracleServiceServicer_to_server(servicer, tolerant_registration(server))
     servicer.streaming.register(server)  # grpc.health.v1
     enable_reflection(server)  # grpcurl list / describe
     host = f"[{config.host}]" if ":" in config.host else config.host
     address = f"{host}:{config.port}"
     try:
-        port = server.add_insecure_port(address)
+        if config.tls.cert is not None and config.tls.key is not None:
+            credentials = server_credentials(
+                config.tls.cert, config.tls.key, client_ca=config.tls.client_ca
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as error:
         raise ConfigError(
             f"cannot listen on {address}: the port is taken or the address is not local "
@@ -184,8 +198,13 @@ async def _run(config: AggregatorConfig, bound: BoundServer) -> None:
         _log.warning(
             "SIMULATED_MODE", detail="simulate mode: only simulated prices, never real ones"
         )
+    _log_security(config, bound.servicer)
 
     loop = asyncio.get_running_loop()
+    holder = bound.servicer.admission.allowlist
+    if holder is not None:
+        # SIGHUP: the allowlist file again, validated first; a bad file keeps the old list.
+        loop.add_signal_handler(signal.SIGHUP, holder.reload)
     stopping = asyncio.Event()
     signals_seen = 0
 
@@ -213,6 +232,103 @@ async def _run(config: AggregatorConfig, bound: BoundServer) -> None:
     finally:
         remaining = deadline - loop.time()
         await bound.stop(remaining if 0 < remaining < math.inf else None)
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         _log.info("aggregator_stopped")
+
+
+def _log_security(config: AggregatorConfig, servicer: OracleServicer) -> None:
+    """Say at start what protects the port; every dev shortcut is a warning, never silent."""
+    holder = servicer.admission.allowlist
+    transport = "plaintext"
+    if config.tls.enabled:
+        transport = "mutual TLS" if config.tls.client_ca is not None else "TLS"
+    _log.info(
+        "aggregator_security",
+        submissions=servicer.admission.mode,
+        allowlist=str(holder.path) if holder is not None else None,
+        nodes=len(holder.current) if holder is not None else None,
+        transport=transport,
+    )
+    if config.auth.allow_unsigned:
+        _log.warning(
+            "UNSIGNED_ACCEPTED",
+            detail="--allow-unsigned: observations without a signature are accepted; any "
+            "client that reaches the port can submit "
+            + ("as an allowlisted node id" if holder is not None else "as any node id"),
+            host=config.host,
+        )
+
+
+class _Malformed:
+    """Stands for a request body that is not a valid protobuf message of the method's type."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], object]) -> Callable[[bytes], object]:
+    def parse(data: bytes) -> object:
+        try:
+            return deserialize(data)
+        except DecodeError as error:
+            return _Malformed(str(error)[:200])
+
+    return parse
+
+
+def _refusing_malformed(
+    behaviour: Callable[[Any, _Context], Awaitable[Any]], name: str
+) -> Callable[[Any, _Context], Awaitable[Any]]:
+    async def handle(request: Any, context: _Context) -> Any:  # noqa: ANN401 (any message)
+        if isinstance(request, _Malformed):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{name}: the request body is not a valid protobuf message ({request.error})",
+            )
+        return await behaviour(request, context)
+
+    return handle
+
+
+class _TolerantRegistration:
+    """Passed to the generated `add_..._to_server` in place of the server: it rewraps each
+    unary handler so a body that does not parse answers INVALID_ARGUMENT, not UNKNOWN."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(
+        self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]
+    ) -> None:
+        # The generated code passes the same handlers twice, as generic handlers and then as
+        # registered ones: the second call registers both, rewrapped; this one keeps nothing.
+        del handlers
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        rewrapped = {name: _rewrap(name, handler) for name, handler in handlers.items()}
+        # Not in grpc-stubs yet; grpcio has had it since 1.63 (pyproject asks for >= 1.85).
+        self._server.add_registered_method_handlers(service, rewrapped)  # type: ignore[attr-defined]
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, rewrapped),)
+        )
+
+
+def _rewrap(name: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    if handler.unary_unary is None or handler.request_deserializer is None:
+        return handler
+    behaviour: Callable[[Any, _Context], Awaitable[Any]] = handler.unary_unary  # type: ignore[assignment]  # an aio servicer's coroutine
+    return grpc.unary_unary_rpc_method_handler(
+        _refusing_malformed(behaviour, name),
+        request_deserializer=_tolerant(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
+
+
+def tolerant_registration(server: grpc.aio.Server) -> Any:  # noqa: ANN401 (duck-typed server)
+    """`server` as the generated registration function sees it (see `_TolerantRegistration`)."""
+    return _TolerantRegistration(server)

@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from aggregator import __version__
+from aggregator.admission import Admission
 from aggregator.book import Book, Outcome
 from aggregator.config import AggregatorConfig
 from aggregator.history import HistoryRecorder, RoundNotFoundError
@@ -51,9 +52,8 @@ def _maps_errors(method: _Handler[_Servicer, _Req, _Resp]) -> _Handler[_Servicer
             answer = await method(self, request, context)
         except OracleError as error:
             code = error.status
-            _log.warning(
-                "request_refused", rpc=method.__name__, status=error.status.name, reason=str(error)
-            )
+            # Counted by reason and logged rate-limited: a flood must not become a flood of lines.
+            self.admission.refused(error, self._clock(), rpc=method.__name__)
             await context.abort(error.status, str(error))
             raise  # unreachable: abort raises; keeps type checkers and readers honest
         except asyncio.CancelledError:
@@ -158,6 +158,7 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self._started = clock()
         self.draining = False
         self.activity = Activity()
+        self.admission = Admission(config, store=self.history.store)
         self.round_listeners: list[RoundListener] = []
         self.aggregate_listeners: list[AggregateListener] = []
         # Set on every accepted submission: the round clock looks again at the next deadline.
@@ -231,15 +232,18 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         now = self._clock()
         try:
             observation = validate_submission(request, self._config, now)
-            # Durable before the answer: checked (nothing changes), committed, then applied. A
-            # failed commit is UNAVAILABLE and the book never saw the observation.
+            # Who may submit first (signature, allowlist, rate, equivocation), then durable
+            # before the answer: checked (nothing changes), committed, then applied. A failed
+            # commit is UNAVAILABLE and the book never saw the observation.
+            admitted = await self.admission.admit(request, observation, now)
             self._book.check(observation, now)
             await self.history.commit(observation, now)
             result = self._book.submit(observation, now)
         except OracleError as error:
             self.history.refused(error, request, now)
             raise
-        await self.history.accepted(observation, result, now)
+        self.admission.accepted(admitted, now)
+        await self.history.accepted(observation, result, now, verified=admitted.signed is not None)
         if result.outcome is not Outcome.DUPLICATE:
             self.book_changed.set()
         await self._after_change(result.closed_rounds, now)
@@ -482,7 +486,8 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             active_nodes=active,
             version=__version__,
             uptime_seconds=int(max(0.0, now - self._started)),
-            message=f"{_label(self._config)}{state}; {active} node(s) active",
+            message=f"{_label(self._config)}{state}; {active} node(s) active"
+            + (f"; {self.admission.mode}" if self.admission.allow_unsigned else ""),
             fresh_exchanges=fresh,
             simulated=self._config.simulate,
             draining=self.draining,

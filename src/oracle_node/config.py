@@ -23,6 +23,7 @@ from common.settings import (
     ConflictError,
     DecimalSetting,
     DirPath,
+    FilePath,
     LoggingConfig,
     NoRepeats,
     Override,
@@ -47,7 +48,7 @@ DEFAULT_USDT_RATE_SYMBOL: Final = {"binance": "", "coinbase": "USDT-USD", "krake
 
 
 def grpc_target(url: str) -> str:
-    """`http://host:port` or `host:port` as the `host:port` gRPC wants; TLS is not supported."""
+    """`http://host:port` or `host:port` as the `host:port` gRPC wants (TLS: `tls_ca`)."""
     text = url.strip()
     if "://" in text:
         parts = urlsplit(text)
@@ -103,6 +104,11 @@ def _rate_symbol(value: str) -> None:
         raise ValueError("is not a USDT/USD pair (e.g. 'USDTUSD', 'USDT-USD'), or '' for none")
 
 
+def _host_name(value: str) -> None:
+    if not 0 < len(value) <= 253 or any(char.isspace() or char in "/[]:" for char in value):
+        raise ValueError("must be a host name such as 'aggregator.example'")
+
+
 def _user_agent(value: str) -> None:
     if not 0 < len(value) <= 200 or not value.isprintable():
         raise ValueError("must be 1 to 200 printable characters")
@@ -139,6 +145,25 @@ class OracleSettings(Table):
     """On SIGINT/SIGTERM, time the in-flight minute gets"""
     run_dir: DirPath = Path("run")
     """Directory of the lock that keeps a node id to one process"""
+    key_file: FilePath | None = None
+    """The node's signing key, mode 0600 (`oracle-node keygen`); unset: submissions unsigned"""
+    tls_ca: FilePath | None = None
+    """PEM CA the aggregator's TLS certificate is checked against; unset: plaintext"""
+    tls_client_cert: FilePath | None = None
+    """PEM client certificate for mutual TLS"""
+    tls_client_key: FilePath | None = None
+    """PEM private key of the client certificate, mode 0600"""
+    tls_server_name: Annotated[str, checked(_host_name)] | None = None
+    """Name the aggregator's certificate is checked against, if not the URL's host"""
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> OracleSettings:
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            missing = "tls_client_key" if self.tls_client_key is None else "tls_client_cert"
+            raise ConflictError((missing,), "set tls_client_cert and tls_client_key together")
+        if self.tls_client_cert is not None and self.tls_ca is None:
+            raise ConflictError(("tls_ca",), "mutual TLS needs tls_ca (the aggregator's CA) too")
+        return self
 
     @model_validator(mode="after")
     def _deadline_after_offset(self) -> OracleSettings:
@@ -258,6 +283,16 @@ class ExchangeSettings:
 
 
 @dataclass(frozen=True)
+class TlsClientSettings:
+    """TLS to the aggregator: the CA to trust and, for mutual TLS, the client certificate."""
+
+    ca: Path
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    server_name: str | None = None
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """What one node process runs with: `[oracle]` under the names the node uses, one venue."""
 
@@ -278,6 +313,8 @@ class NodeConfig:
     source: Path | None
     transport: Literal["unary", "stream"] = "unary"
     metrics: NodeMetricsSettings = field(default_factory=NodeMetricsSettings)
+    key_file: Path | None = None
+    tls: TlsClientSettings | None = None
 
     @property
     def log_level(self) -> str:
@@ -309,6 +346,8 @@ class Overrides:
     transport: object = None
     metrics_port: object = None
     metrics_host: object = None
+    key_file: object = None
+    tls_ca: object = None
 
 
 def _option(option: str, key: tuple[str, str], **extra: str) -> Override:
@@ -332,6 +371,8 @@ OVERRIDES: Final = (
     _option("--transport", ("oracle", "transport")),
     _option("--metrics-port", ("metrics", "port")),
     _option("--metrics-host", ("metrics", "host")),
+    _option("--key-file", ("oracle", "key_file")),
+    _option("--tls-ca", ("oracle", "tls_ca")),
 )
 
 
@@ -379,4 +420,10 @@ def load_config(
         source=path,
         transport=oracle.transport,
         metrics=parsed.metrics,
+        key_file=oracle.key_file,
+        tls=None
+        if oracle.tls_ca is None
+        else TlsClientSettings(
+            oracle.tls_ca, oracle.tls_client_cert, oracle.tls_client_key, oracle.tls_server_name
+        ),
     )

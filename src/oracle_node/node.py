@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from common.grpc_client import PLAINTEXT, ChannelSecurity
 from common.logsetup import get_logger
 from common.metrics import MetricsServer
+from common.schnorr import SigningKey, load_key_file
 from common.timeutil import MINUTE, Clock, format_minute, minute_floor, system_clock
+from common.tls import channel_credentials
 from oracle_node.candle import Candle
 from oracle_node.config import NodeConfig
 from oracle_node.errors import (
@@ -287,9 +290,17 @@ class OracleNode:
             interval=self._config.interval,
             fetch_offset=self._config.fetch_offset,
             config=str(self._config.source) if self._config.source else None,
+            signed=self._config.key_file is not None,
+            tls=self._config.tls is not None,
         )
         if self._config.simulate:
             self._log.warning("SIMULATED_MODE", detail="prices come from the exchange simulator")
+        if self._config.key_file is None:
+            self._log.warning(
+                "unsigned_submissions",
+                detail="no [oracle] key_file: observations are sent unsigned, which an "
+                "aggregator refuses unless it runs with --allow-unsigned (oracle-node keygen)",
+            )
         await self._submitter.check_health()
         previous: Tick | None = None
         while not stop.is_set():
@@ -371,6 +382,20 @@ def _two_stage_signals(
             loop.remove_signal_handler(signum)
 
 
+def load_credentials(config: NodeConfig) -> tuple[SigningKey | None, ChannelSecurity]:
+    """The node's signing key and channel security from its config; `ConfigError` naming the
+    file when a key is unreadable, readable by group or others, or not a key (never its content).
+    """
+    key = None if config.key_file is None else load_key_file(config.key_file)
+    tls = config.tls
+    if tls is None:
+        return key, PLAINTEXT
+    credentials = channel_credentials(
+        tls.ca, client_cert=tls.client_cert, client_key=tls.client_key
+    )
+    return key, ChannelSecurity(credentials=credentials, server_name=tls.server_name)
+
+
 async def run_node(
     config: NodeConfig, *, clock: Clock = system_clock, sleep: Sleep = asyncio.sleep
 ) -> None:
@@ -417,6 +442,7 @@ async def _run_collecting(
             sleep=sleep,
             on_retry=metrics.record_retry,
         )
+        signing_key, security = load_credentials(config)
         submitter = Submitter(
             config.aggregator_target,
             config.node_id,
@@ -428,6 +454,8 @@ async def _run_collecting(
             transport=config.transport,
             metrics=metrics,
             clock=clock,
+            security=security,
+            signing_key=signing_key,
         )
         scheduler = MinuteScheduler(config.interval, config.fetch_offset, clock=clock, sleep=sleep)
         node = OracleNode(config, fetcher, submitter, scheduler, clock=clock, metrics=metrics)

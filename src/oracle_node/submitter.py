@@ -4,8 +4,10 @@ Every closed candle (the BTC price, and the USDT/USD rate where the venue lists 
 observation queued here; `flush` sends the queue oldest first and stops at the first one the
 aggregator cannot take right now (UNAVAILABLE, deadline, RESOURCE_EXHAUSTED after the retries of
 `common.grpc_client`), so order is kept and nothing is lost across a short aggregator restart.
-Answers that retrying cannot change (INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION) drop
-that one observation with an error log. When the buffer is full the oldest observation is dropped
+Answers that retrying cannot change (INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION,
+UNAUTHENTICATED, PERMISSION_DENIED) drop that one observation with an error log. With a key, each
+observation is signed (BIP340 over docs/signing.md's canonical encoding) when it is sent.
+When the buffer is full the oldest observation is dropped
 with a warning: a price older than the aggregator's lateness limit would be refused anyway.
 
 Transport (`[oracle] transport`): "unary" sends each observation with SubmitPrice; "stream" keeps
@@ -29,6 +31,7 @@ from typing import Final, Literal
 
 import grpc
 
+from common.errors import InvalidObservationError
 from common.grpc_client import (
     PLAINTEXT,
     SERVICE_OPTIONS,
@@ -38,7 +41,15 @@ from common.grpc_client import (
     call_with_retry,
 )
 from common.logsetup import get_logger
+from common.observation import (
+    ObservationPayload,
+    e8_to_double,
+    price_to_e8,
+    quantize_e8,
+    sign_observation,
+)
 from common.proto import oracle_pb2, oracle_pb2_grpc
+from common.schnorr import SigningKey
 from common.timeutil import format_minute
 from oracle_node.candle import Candle
 from oracle_node.metrics import NodeMetrics
@@ -95,8 +106,10 @@ class Submitter:
         transport: Literal["unary", "stream"] = "unary",
         metrics: NodeMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        signing_key: SigningKey | None = None,
     ) -> None:
         self._target = target
+        self._signing_key = signing_key
         self._node_id = node_id
         self._simulated = simulated
         self._buffer: deque[Observation] = deque()
@@ -221,11 +234,17 @@ class Submitter:
             )
         return outcome
 
-    async def _deliver_once(self, observation: Observation) -> tuple[_Outcome, str]:
-        """The outcome, and its metrics label (accepted, duplicate, rejected, unreachable)."""
-        candle = observation.candle
+    def build_request(self, candle: Candle) -> oracle_pb2.PriceRequest:
+        """The PriceRequest for `candle`: the exact price, and signed when the node has a key.
+
+        The close is rounded to 8 decimals (half-even) once, here: `price_e8` is that exact
+        value, `price` its nearest double (what an original aggregator reads), and the signature
+        covers the canonical encoding of the same values (docs/signing.md). The hex signature
+        also goes in the original text field `signature`, which an original aggregator keeps.
+        """
+        price_e8 = price_to_e8(quantize_e8(candle.close))
         request = oracle_pb2.PriceRequest(
-            price=float(candle.close),  # the wire is a proto double; Decimal until here
+            price=e8_to_double(price_e8),  # the wire's double; Decimal until here
             timestamp=candle.minute,
             source=candle.exchange,
             node_id=self._node_id,
@@ -233,7 +252,42 @@ class Submitter:
             simulated=self._simulated,
             symbol=candle.symbol,
             base=candle.base,
+            price_e8=price_e8,
         )
+        if self._signing_key is not None:
+            payload = ObservationPayload(
+                node_id=self._node_id,
+                exchange=candle.exchange,
+                base=candle.base,
+                quote=candle.quote,
+                symbol=candle.symbol,
+                minute=candle.minute,
+                price_e8=price_e8,
+                simulated=self._simulated,
+            )
+            signature = sign_observation(self._signing_key, payload)
+            request.observation_signature = signature
+            request.public_key = self._signing_key.public_key
+            request.signature = signature.hex()
+        return request
+
+    async def _deliver_once(self, observation: Observation) -> tuple[_Outcome, str]:
+        """The outcome, and its metrics label (accepted, duplicate, rejected, unreachable)."""
+        candle = observation.candle
+        try:
+            request = self.build_request(candle)
+        except (ValueError, InvalidObservationError) as error:
+            # A close that cannot be signed (above 10^10, or a symbol outside the alphabet):
+            # retrying cannot change it.
+            self._log.error(
+                "submission_unsignable",
+                exchange=candle.exchange,
+                base=candle.base,
+                minute=format_minute(candle.minute),
+                price=str(candle.close),
+                error=str(error),
+            )
+            return _Outcome.REJECTED, "rejected"
 
         if self._transport == "stream" and time.monotonic() >= self._stream_retry_at:
             try:

@@ -13,8 +13,19 @@ from click.testing import CliRunner
 from aggregator import cli
 from aggregator.config import AggregatorConfig, DatabaseConfig, load_config
 from common.errors import ConfigError
+from tests.signing_helpers import key_for, write_allowlist
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _allowlist(tmp_path, monkeypatch):
+    """The command refuses to start without an allowlist (signatures are required by default):
+    these tests are about the other settings, so every command here gets one."""
+    path = write_allowlist(
+        tmp_path / "allowlist.toml", [("oracle-node-1", key_for("1"), ("binance",))]
+    )
+    monkeypatch.setenv("ORACLE_AGGREGATOR_ALLOWLIST", str(path))
 
 
 def test_defaults_are_the_originals():

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import AggregatorConfig
+# An original, unsigned client works only with --allow-unsigned (issue 11).
+from aggregator.config import AggregatorConfig, AuthConfig
 from aggregator.server import create_server
 from common.timeutil import minute_floor
 
@@ -32,7 +33,9 @@ def original_bindings(tmp_path_factory) -> Path:
 
 
 async def test_original_client_submits_and_reads_the_mean(original_bindings):
-    server, port = create_server(AggregatorConfig(host="127.0.0.1", port=0))
+    server, port = create_server(
+        AggregatorConfig(host="127.0.0.1", port=0, auth=AuthConfig(allow_unsigned=True))
+    )
     await server.start()
     try:
         minute = minute_floor(time.time()) - 60

@@ -5,17 +5,20 @@ import math
 import grpc
 import pytest
 
-from aggregator.config import AggregatorConfig
+from aggregator.config import AggregatorConfig, AuthConfig
 from aggregator.server import build_server
 from common.proto import oracle_pb2 as pb
 from common.proto import oracle_pb2_grpc
 
 from .conftest import T0, FakeClock
 
+# These tests are about validation and answers, not authentication (tests/aggregator/test_auth.py).
+UNSIGNED = AuthConfig(allow_unsigned=True)
+
 
 @pytest.fixture
 async def running(clock):
-    bound = build_server(AggregatorConfig(host="127.0.0.1", port=0), clock=clock)
+    bound = build_server(AggregatorConfig(host="127.0.0.1", port=0, auth=UNSIGNED), clock=clock)
     await bound.server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}")
     yield bound, oracle_pb2_grpc.OracleServiceStub(channel)
@@ -203,7 +206,9 @@ async def test_simulated_price_refused_by_real_aggregator(running):
 
 async def test_simulate_mode_labels_everything_and_refuses_real_prices():
     clock = FakeClock(T0 + 65)
-    bound = build_server(AggregatorConfig(host="127.0.0.1", port=0, simulate=True), clock=clock)
+    bound = build_server(
+        AggregatorConfig(host="127.0.0.1", port=0, simulate=True, auth=UNSIGNED), clock=clock
+    )
     await bound.server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:

@@ -34,6 +34,12 @@ async def wait_until_serving(stub, deadline: float) -> None:
             return
 
 
+def _unlimited(tmp_path):
+    path = tmp_path / "aggregator.toml"
+    path.write_text("[limits]\nglobal_burst = 100000\nmax_concurrent_rpcs = 100000\n")
+    return path
+
+
 async def test_sigterm_during_load_drains_and_exits_zero(tmp_path):
     port = free_port()
     process = await asyncio.create_subprocess_exec(
@@ -46,6 +52,10 @@ async def test_sigterm_during_load_drains_and_exits_zero(tmp_path):
         str(port),
         "--grace",
         str(GRACE),
+        "--allow-unsigned",
+        # 600 calls at once from 600 ids: above the default abuse limits, which are not tested here.
+        "--config",
+        str(_unlimited(tmp_path)),
         "--log-file",
         str(tmp_path / "aggregator.log"),
         "--metrics-port",

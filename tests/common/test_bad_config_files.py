@@ -94,6 +94,15 @@ STREAMING_NUMBERS = (
     "max_streams",
     "max_health_watchers",
 )
+LIMITS_NUMBERS = (
+    "rate",
+    "burst",
+    "global_rate",
+    "global_burst",
+    "max_tracked_nodes",
+    "max_concurrent_rpcs",
+    "max_concurrent_streams",
+)
 NODE_ORACLE_NUMBERS = (
     "fetch_interval",
     "fetch_offset_seconds",
@@ -121,6 +130,7 @@ def test_every_numeric_key_is_in_the_boolean_cases() -> None:
         "port",
         "stale_after_seconds",
     }
+    assert numeric_keys(AggregatorFile.model_fields["limits"].annotation) == set(LIMITS_NUMBERS)
     assert numeric_keys(NodeFile.model_fields["oracle"].annotation) == set(NODE_ORACLE_NUMBERS)
     assert numeric_keys(NodeFile.model_fields["kraken"].annotation) == set(NODE_VENUE_NUMBERS)
     assert numeric_keys(NodeFile.model_fields["validation"].annotation) == {
@@ -200,6 +210,7 @@ AGGREGATOR_CASES = [
         says="integer",
     ),
     Case("option-metrics-port", args=("--metrics-port", "-1"), where="option --metrics-port"),
+    *booleans("limits", LIMITS_NUMBERS),
     Case("quorum-true", "[aggregator]\nquorum = true\n", key="[aggregator] min_sources"),
     Case("port-string", "[aggregator]\nport = '50051'\n", key="[aggregator] port", says="integer"),
     Case("port-float", "[aggregator]\nport = 50051.0\n", key="[aggregator] port"),
@@ -309,10 +320,62 @@ AGGREGATOR_CASES = [
         where="option --log-file",
         says="cannot append",
     ),
+    # Issue 11: [auth], [tls], [limits]; and no allowlist while signatures are required.
+    Case("no-allowlist", "", key="[auth] allowlist", says="required"),
+    Case("allow-unsigned-number", "[auth]\nallow_unsigned = 1\n", key="[auth] allow_unsigned"),
+    Case("allowlist-empty", "[auth]\nallowlist = ''\n", key="[auth] allowlist", says="empty"),
+    Case("allowlist-dir", "[auth]\nallowlist = '/tmp'\n", key="[auth] allowlist"),
+    Case(
+        "allowlist-missing",
+        "[auth]\nallowlist = '/nonexistent/allowlist.toml'\n",
+        where="/nonexistent/allowlist.toml",
+        says="allowlist file not found",
+    ),
+    Case(
+        "allowlist-option-missing",
+        args=("--allowlist", "/nonexistent/allowlist.toml"),
+        where="/nonexistent/allowlist.toml",
+        says="not found",
+    ),
+    Case("auth-unknown-key", "[auth]\nallow_unsigend = true\n", key="[auth]", says="'allow_"),
+    Case("tls-cert-alone", "[tls]\ncert = '/etc/hostname'\n", key="[tls] key", says="together"),
+    Case("tls-key-alone", "[tls]\nkey = '/etc/hostname'\n", key="[tls] cert", says="together"),
+    Case("tls-ca-alone", "[tls]\nclient_ca = '/etc/hostname'\n", key="[tls] client_ca"),
+    Case("limits-rate-zero", "[limits]\nrate = 0\n", key="[limits] rate"),
+    Case("limits-rate-inf", "[limits]\nrate = inf\n", key="[limits] rate"),
+    Case("limits-burst-below-one", "[limits]\nburst = 0.5\n", key="[limits] burst"),
+    Case("limits-rpcs-zero", "[limits]\nmax_concurrent_rpcs = 0\n", key="max_concurrent_rpcs"),
+    Case("limits-unknown-key", "[limits]\nrat = 1\n", key="[limits]", says="'rat'"),
 ]
 
 NODE_CASES = [
     *common_cases("oracle"),
+    # Issue 11: the key file and TLS settings.
+    Case(
+        "key-file-missing",
+        "[oracle]\nkey_file = '/nonexistent/n.key'\n",
+        where="/nonexistent/n.key",
+        says="not found",
+    ),
+    Case(
+        "key-file-world-readable",
+        "[oracle]\nkey_file = '/etc/hostname'\n",
+        where="/etc/hostname",
+        says="group and others must have no access",
+    ),
+    Case("key-file-empty", "[oracle]\nkey_file = ''\n", key="[oracle] key_file", says="empty"),
+    Case(
+        "tls-client-cert-alone",
+        "[oracle]\ntls_ca = '/etc/hostname'\ntls_client_cert = '/etc/hostname'\n",
+        key="[oracle] tls_client_key",
+        says="together",
+    ),
+    Case(
+        "tls-ca-missing",
+        "[oracle]\ntls_ca = '/nonexistent/ca.pem'\n",
+        where="/nonexistent/ca.pem",
+        says="not found",
+    ),
     *booleans("oracle", NODE_ORACLE_NUMBERS),
     *booleans("validation", ("min_price", "max_price")),
     *booleans("metrics", ("port", "stale_after_seconds")),

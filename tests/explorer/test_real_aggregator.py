@@ -18,7 +18,7 @@ import aiohttp
 import grpc
 import pytest
 
-from aggregator.config import AggregatorConfig, DatabaseConfig
+from aggregator.config import AggregatorConfig, AuthConfig, DatabaseConfig
 from aggregator.server import build_server
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import minute_floor
@@ -51,7 +51,11 @@ async def real() -> AsyncIterator[RealSystem]:
     minute = minute_floor(time.time()) - 60
     # In memory: a test never writes the repository's data/ (nor holds its lock).
     config = AggregatorConfig(
-        host="127.0.0.1", port=0, simulate=True, database=DatabaseConfig(enabled=False)
+        host="127.0.0.1",
+        port=0,
+        simulate=True,
+        database=DatabaseConfig(enabled=False),
+        auth=AuthConfig(allow_unsigned=True),  # the submissions below are unsigned
     )
     bound = build_server(config)
     await bound.server.start()

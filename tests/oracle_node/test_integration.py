@@ -20,8 +20,9 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from aggregator.config import AggregatorConfig
+from aggregator.config import AggregatorConfig, AuthConfig
 from aggregator.server import create_server
+from common.exchanges import EXCHANGES
 from common.metrics import MetricsServer, MetricsSettings
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from common.timeutil import format_minute
@@ -34,20 +35,26 @@ from oracle_node.scheduler import MinuteScheduler, Tick
 from oracle_node.submitter import Submitter
 from tests.metrics_helpers import scrape, value
 from tests.oracle_node.fakes import SIM_URL, FakeClock, FlakyTransport, Simulator
+from tests.signing_helpers import key_for, write_allowlist
 
 T0 = 1_800_000_000 - 1_800_000_000 % 60  # a minute boundary
+NODE_IDS = ("oracle-node-1", "oracle-node-2", "oracle-node-3")
 
 
 class Aggregator:
     """The lead's real aggregator, in-process, restartable on the same port."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, allowlist: Path) -> None:
         self.clock = clock
         self.port = 0
         self.server: grpc.aio.Server | None = None
+        self.allowlist = allowlist
 
     async def start(self) -> None:
-        config = AggregatorConfig(host="127.0.0.1", port=self.port, simulate=True)
+        # The nodes sign (their keys are on the allowlist, so every signature is verified); the
+        # tests' own hand-made requests are unsigned, hence allow_unsigned as well.
+        auth = AuthConfig(allowlist=self.allowlist, allow_unsigned=True)
+        config = AggregatorConfig(host="127.0.0.1", port=self.port, simulate=True, auth=auth)
         self.server, self.port = create_server(config, clock=self.clock)
         await self.server.start()
 
@@ -78,8 +85,12 @@ def exchange(clock: FakeClock) -> Simulator:
 
 
 @pytest.fixture
-async def aggregator(clock: FakeClock) -> AsyncIterator[Aggregator]:
-    server = Aggregator(clock)
+async def aggregator(clock: FakeClock, tmp_path: Path) -> AsyncIterator[Aggregator]:
+    allowlist = write_allowlist(
+        tmp_path / "allowlist.toml",
+        [(node_id, key_for(node_id), EXCHANGES) for node_id in NODE_IDS],
+    )
+    server = Aggregator(clock, allowlist)
     await server.start()
     yield server
     await server.stop()
@@ -128,6 +139,7 @@ class Nodes:
             sleep=self.clock.sleep,
             metrics=metrics,
             clock=self.clock,
+            signing_key=key_for(node_id),
         )
         self.stack.push_async_callback(submitter.close)
         scheduler = MinuteScheduler(clock=self.clock, sleep=scheduler_sleep or self.clock.sleep)

@@ -229,7 +229,12 @@ def test_every_installed_unit_command_is_accepted_by_its_program(
             command = shlex.split(line)
             if Path(command[0]).name == "oracle-explorer" and not EXPLORER_INSTALLED:
                 continue
-            _check_config(command, env=env, cwd=state)
+            # The unit's own Environment= comes first, as systemd applies it; oracle.env wins.
+            unit_env = dict(
+                assignment.partition("=")[::2]
+                for assignment in shlex.split(unit["Service"].get("Environment", ""))
+            )
+            _check_config(command, env={**unit_env, **env}, cwd=state)
 
 
 # --- container image and compose ----------------------------------------------------------------

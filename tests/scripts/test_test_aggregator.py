@@ -309,12 +309,16 @@ def test_watch_probes_again_until_interrupted(
 async def test_against_the_real_aggregator_reports_the_mean_of_three_exchanges() -> None:
     import grpc
 
-    from aggregator.config import AggregatorConfig
+    from aggregator.config import AggregatorConfig, AuthConfig
     from aggregator.server import create_server
 
     now = time.time()
     minute = int(now // 60) * 60 - 60
-    server, port = create_server(AggregatorConfig(host="127.0.0.1", port=0, simulate=False))
+    server, port = create_server(
+        AggregatorConfig(
+            host="127.0.0.1", port=0, simulate=False, auth=AuthConfig(allow_unsigned=True)
+        )
+    )
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
