@@ -3,14 +3,21 @@
 
 The original `scripts/test_aggregator.py`, kept as the operator's one-look view (healthy, active
 nodes, the aggregate with its minute and age, each exchange's input) and made fit for monitoring:
-the exit status is 0 only when the aggregator answers and says it is healthy, `--json` prints one
-object for machines, and a simulated aggregate is always labelled SIMULATED. It reads only fields
-of proto/oracle.proto and treats every field the original contract lacks as optional, so it also
-runs against an original aggregator or with bindings generated from the original .proto.
+the exit status is 0 only when the aggregator answers and says it is healthy (status OK),
+`--json` prints one object for machines, and a simulated aggregate is always labelled
+SIMULATED. It reads only fields of proto/oracle.proto and treats every field the original
+contract lacks as optional, so it also runs against an original aggregator or with bindings
+generated from the original .proto.
 
 Exit status: 0 healthy; 1 answering but unhealthy (or GetAggregatedPrice failed); 2 usage error
 (including an exchange the aggregator does not know, `--source bitstamp`); 3 unreachable. With
 `--alive`, 0 whenever the aggregator answers HealthCheck at all.
+
+Beside the price it prints its quality, when the aggregator sends it: status (OK, DEGRADED,
+UNKNOWN), confidence, method, whether the minute's round is final or still open, how USDT quotes
+were handled (converted at a rate, or taken at par) and every excluded input with its reason.
+`--json` carries the same in `health.status` and `aggregate.{status, confidence, method, final,
+usdt, excluded}`, a superset of the earlier document.
 
 Prices in `--json` are exact decimals written as JSON numbers (`99782.26333333`, never the
 binary double's `99782.26333333334`): from the contract's `*_e8` integers when the aggregator
@@ -68,6 +75,9 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 PROBE_ID = "probe:test_aggregator"
+# PriceStatus and AggregationMethod by number: bindings from the original contract lack the enums.
+STATUS_NAMES = {1: "OK", 2: "DEGRADED", 3: "UNKNOWN"}
+METHOD_NAMES = {1: "mean", 2: "median"}
 E8 = Decimal(10) ** -8
 # An exchange name as the aggregator's config takes it; anything else is a usage error here.
 EXCHANGE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -205,6 +215,7 @@ def _health_dict(response: Any) -> dict[str, Any]:  # noqa: ANN401 - proto messa
         "fresh_exchanges": _field(response, "fresh_exchanges", 0),
         "simulated": _field(response, "simulated", False),
         "draining": _field(response, "draining", False),
+        "status": STATUS_NAMES.get(int(_field(response, "status", 0))),
     }
 
 
@@ -223,6 +234,37 @@ def _aggregate_dict(response: Any) -> dict[str, Any]:  # noqa: ANN401 - proto me
         "active_nodes": _field(response, "active_nodes", None),
         "message": _field(response, "message", ""),
         "simulated": _field(response, "simulated", False),
+        # Quality fields (None from an aggregator older than them).
+        "status": STATUS_NAMES.get(int(_field(response, "status", 0))),
+        "confidence": exact_price(response, "confidence")[0]
+        if _field(response, "status", 0)
+        else None,
+        "method": METHOD_NAMES.get(int(_field(response, "method", 0))),
+        "final": _field(response, "final", None),
+        "usdt": {
+            "converted": bool(_field(response, "usdt_converted", False)),
+            "rate": _plain(Decimal(repr(response.usdt_usd_rate)))
+            if _field(response, "usdt_converted", False)
+            else None,
+            "at_par": bool(_field(response, "usdt_at_par", False)),
+        },
+        "excluded": [_excluded_dict(item) for item in _field(response, "excluded", ())],
+    }
+
+
+def _excluded_dict(item: Any) -> dict[str, Any]:  # noqa: ANN401 - proto message
+    minute = int(item.minute)
+    price, exact = exact_price(item, "price")
+    return {
+        "source": item.source,
+        "price": price,
+        "exact": exact,
+        "quote": item.quote,
+        "minute": minute,
+        "minute_utc": _minute_utc(minute),
+        "reason": item.excluded_reason,
+        "detail": item.excluded_detail,
+        "deviation": item.deviation,
     }
 
 
@@ -239,6 +281,10 @@ def _input_dict(point: Any) -> dict[str, Any]:  # noqa: ANN401 - proto message
         "node_id": point.node_id,
         "node_count": _field(point, "node_count", None),
         "received_at": _field(point, "received_at", None),
+        "usd_price": _plain(Decimal(repr(point.usd_price)))
+        if _field(point, "usd_price", 0)
+        else None,
+        "deviation": _field(point, "deviation", None),
     }
 
 
@@ -351,6 +397,7 @@ def render_text(result: ProbeResult) -> str:
         )
     else:
         lines.append(f"  aggregate: none ({aggregate['message'] or 'no fresh prices'})")
+    lines.extend(_quality_lines(aggregate, label))
     if aggregate["message"] and aggregate["success"]:
         lines.append(f"  {aggregate['message']}")
     for point in result.inputs:
@@ -362,6 +409,31 @@ def render_text(result: ProbeResult) -> str:
             f"{point['quote'] or '':<4} minute {point['minute_utc'] or '?'}  node {nodes}"
         )
     return "\n".join(lines)
+
+
+def _quality_lines(aggregate: dict[str, Any], label: str) -> list[str]:
+    """Status, confidence, method, round state, USDT handling and each excluded input."""
+    if aggregate["status"] is None:  # an aggregator older than these fields
+        return []
+    quality = f"  status: {aggregate['status']}"
+    if aggregate["success"] and aggregate["confidence"] is not None:
+        state = "final" if aggregate["final"] else "round open"
+        quality += (
+            f", confidence ± {_fmt_price(aggregate['confidence'])}, "
+            f"{aggregate['method'] or '?'} of the kept inputs, {state}"
+        )
+    lines = [quality]
+    usdt = aggregate["usdt"]
+    if usdt["converted"]:
+        lines.append(f"  USDT converted to USD at {usdt['rate']} (USDT/USD)")
+    elif usdt["at_par"]:
+        lines.append("  USDT taken at par with USD: no fresh USDT/USD rate")
+    lines.extend(
+        f"    {label}excluded {item['source']:<9} {_fmt_price(item['price']):>14} "
+        f"{item['quote']:<4} {item['reason']}: {item['detail']}"
+        for item in aggregate["excluded"]
+    )
+    return lines
 
 
 def _default_target() -> str:

@@ -66,7 +66,7 @@ class AggregatorSettings(Table):
     min_price: float = Field(1000.0, gt=0, le=1e12, allow_inf_nan=False)
     """Lower prices are refused"""
     window: int = Field(100, ge=1, le=100_000)
-    """Observations kept per exchange"""
+    """Node reports kept per exchange and minute (more node ids are refused for it)"""
     max_nodes: int = Field(1024, ge=1, le=1_000_000)
     """Node table bound (inactive nodes make room)"""
     simulate: bool = False
@@ -150,16 +150,6 @@ class AggregatorConfig(AggregatorSettings):
     @property
     def log_file(self) -> Path | None:
         return self.logging.file
-
-    @property
-    def quorum(self) -> int:
-        """Fresh exchanges today's book needs for a price, until the rounds work reads min_sources.
-
-        There, fewer than `min_sources` inputs still give a (DEGRADED) price; today's book has no
-        such price to serve, so it keeps the original's rule, one exchange, unless `min_sources`
-        (or the old `quorum`) was set explicitly.
-        """
-        return self.min_sources if "min_sources" in self.model_fields_set else 1
 
     @property
     def warnings(self) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ import grpc
 from aggregator.book import Book
 from aggregator.config import AggregatorConfig
 from aggregator.reflection import enable_reflection
+from aggregator.round_clock import RoundClock
 from aggregator.service import OracleServicer
 from common.errors import ConfigError
 from common.logsetup import get_logger
@@ -42,6 +43,7 @@ class BoundServer:
     server: grpc.aio.Server
     port: int
     servicer: OracleServicer
+    round_clock: RoundClock
     # The Prometheus endpoint (`[metrics]`), started by `start`; None when disabled.
     metrics: MetricsServer | None = None
 
@@ -92,7 +94,9 @@ def build_server(config: AggregatorConfig, *, clock: Clock = system_clock) -> Bo
         if config.metrics.enabled
         else None
     )
-    return BoundServer(server, port, servicer, metrics)
+    bound = BoundServer(server, port, servicer, RoundClock(servicer, clock), metrics)
+    _start_clock_with(bound)
+    return bound
 
 
 def create_server(
@@ -101,6 +105,25 @@ def create_server(
     """The bound, unstarted server and its port (useful with port 0)."""
     bound = build_server(config, clock=clock)
     return bound.server, bound.port
+
+
+def _start_clock_with(bound: BoundServer) -> None:
+    """The round clock starts and stops with the server, whoever starts it (serve, tests, the
+    explorer's in-process aggregator): rounds close at their deadlines with every caller.
+    """
+    server = bound.server
+    start, stop = server.start, server.stop
+
+    async def start_both() -> None:
+        await start()
+        bound.round_clock.start()
+
+    async def stop_both(grace: float | None) -> None:
+        await bound.round_clock.stop()
+        await stop(grace)
+
+    server.start = start_both  # type: ignore[method-assign]
+    server.stop = stop_both  # type: ignore[method-assign,assignment]
 
 
 async def serve(config: AggregatorConfig, *, clock: Clock = system_clock) -> None:

@@ -1,16 +1,16 @@
 """The OracleService servicer: wire messages in and out, domain errors mapped to gRPC status once.
 
 The servicer owns no aggregation logic: it validates through `validation`, mutates through the
-`Book`, and renders `Aggregate`s. The streaming RPCs, grpc.health.v1 and the metrics live in
-`streaming_service`, one line per RPC here. It reads the injected clock once per call, so every
-answer is consistent with one instant.
+`Book`, and renders the live value (`rounds.LiveAggregate`) and rounds. The streaming RPCs,
+grpc.health.v1 and the metrics live in `streaming_service`, one line per RPC here. It reads the
+injected clock once per call, so every answer is consistent with one instant.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from decimal import Decimal
 from functools import wraps
 from typing import Any, NoReturn, TypeVar
@@ -18,9 +18,10 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from aggregator import __version__
-from aggregator.aggregation import Aggregate, ExchangePrice
 from aggregator.book import Book, Outcome
 from aggregator.config import AggregatorConfig
+from aggregator.round_message import METHOD_TO_WIRE, STATUS_TO_WIRE, fill_input
+from aggregator.rounds import Judged, LiveAggregate, Status, to_e8
 from aggregator.streaming_service import StreamingService
 from aggregator.validation import validate_exchange, validate_submission
 from common.errors import OracleError
@@ -97,14 +98,49 @@ def _label(config: AggregatorConfig) -> str:
     return "SIMULATED " if config.simulate else ""
 
 
+def _mode(config: AggregatorConfig) -> str:
+    return "SIMULATED" if config.simulate else "real"
+
+
+def _live_key(current: LiveAggregate) -> tuple[object, ...]:
+    """What a consumer of the live value sees change."""
+    result = current.result
+    if result is None:
+        return (None, current.reason)
+    return (
+        result.minute,
+        result.status,
+        result.price,
+        result.confidence,
+        current.final,
+        tuple(item.exchange for item in result.kept),
+        tuple((item.exchange, item.reason) for item in result.excluded),
+        result.usdt_at_par,
+    )
+
+
+def _excluded_codes(excluded: Sequence[Judged]) -> str:
+    """`kraken (deviation), binance (frozen)`: the details are in `excluded` itself."""
+    return ", ".join(f"{item.exchange} ({item.reason})" for item in excluded)
+
+
 def _price_text(price: Decimal) -> str:
     # Formatting, unlike quantize(), cannot overflow the decimal context whatever the value.
     return f"{price:.2f}"
 
 
+RoundListener = Callable[[oracle_pb2.Round], Awaitable[None]]
+AggregateListener = Callable[[float], None]
+
+
 class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
     """Serves SubmitPrice, HealthCheck and GetAggregatedPrice from one Book; the streaming RPCs
-    (SubscribePrices, StreamPrices) through `self.streaming`, which shares SubmitPrice's core."""
+    (SubscribePrices, StreamPrices) through `self.streaming`, which shares SubmitPrice's core.
+
+    Other parts of the aggregator follow its changes through two lists: every round listener
+    is awaited for each closed round (the history records it before anyone is told), and every
+    aggregate listener is called with `now` after each change of the live value (streaming).
+    """
 
     def __init__(self, config: AggregatorConfig, book: Book, clock: Clock) -> None:
         self._config = config
@@ -113,17 +149,61 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         self._started = clock()
         self.draining = False
         self.activity = Activity()
-        self._logged_aggregate: tuple[Decimal, int, int] | None = None
-        self._cached_answer: tuple[Aggregate, int, int, oracle_pb2.GetPriceResponse] | None = None
-        # Told after every change of the live aggregate (with `now`), and of every closed round.
-        self.aggregate_listeners: list[Callable[[float], None]] = []
-        self.round_listeners: list[Callable[[oracle_pb2.Round], Awaitable[None]]] = []
+        self.round_listeners: list[RoundListener] = []
+        self.aggregate_listeners: list[AggregateListener] = []
+        # Set on every accepted submission: the round clock looks again at the next deadline.
+        self.book_changed = asyncio.Event()
+        self._logged_aggregate: tuple[object, ...] | None = None
+        self._live_key: tuple[object, ...] | None = None
+        self._cached_answer: tuple[LiveAggregate, int, int, oracle_pb2.GetPriceResponse] | None = (
+            None
+        )
         # SubscribePrices, StreamPrices, grpc.health.v1 and the metrics (streaming_service.py).
         self.streaming = StreamingService(config, self, clock)
 
     @property
     def book(self) -> Book:
         return self._book
+
+    @property
+    def config(self) -> AggregatorConfig:
+        return self._config
+
+    # -- changes: rounds closing and the live value ----------------------------------------
+
+    async def close_due(self) -> list[oracle_pb2.Round]:
+        """Close the rounds whose deadline passed (the round clock calls this at each one)."""
+        now = self._clock()
+        closed = self._book.close_due(now)
+        await self._after_change(closed, now)
+        return closed
+
+    async def _after_change(self, closed: Sequence[oracle_pb2.Round], now: float) -> None:
+        for round_ in closed:
+            _log.info(
+                "round_closed",
+                minute=format_minute(round_.minute),
+                status=oracle_pb2.PriceStatus.Name(round_.status).removeprefix("PRICE_STATUS_"),
+                price=f"{round_.price:.2f}" if round_.price_e8 else None,
+                confidence=f"{round_.confidence:.2f}" if round_.price_e8 else None,
+                inputs=",".join(item.source for item in round_.inputs),
+                excluded=",".join(
+                    f"{item.source}:{item.excluded_reason}" for item in round_.excluded
+                ),
+                close_reason=oracle_pb2.RoundCloseReason.Name(round_.close_reason).removeprefix(
+                    "ROUND_CLOSE_REASON_"
+                ),
+                simulated=self._config.simulate,
+                mode=_mode(self._config),
+            )
+            for listener in list(self.round_listeners):
+                await listener(round_)
+        current = self._book.aggregate(now)
+        key = _live_key(current)
+        if key != self._live_key:
+            self._live_key = key
+            for aggregate_listener in list(self.aggregate_listeners):
+                aggregate_listener(now)
 
     # -- SubmitPrice -----------------------------------------------------------------------
 
@@ -142,16 +222,24 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         now = self._clock()
         observation = validate_submission(request, self._config, now)
         result = self._book.submit(observation, now)
+        if result.outcome is not Outcome.DUPLICATE:
+            self.book_changed.set()
+        await self._after_change(result.closed_rounds, now)
         current = self._book.aggregate(now)
 
         if result.outcome is Outcome.DUPLICATE:
             message = "Duplicate submission ignored: this report was already recorded"
         else:
             message = "Price data received"
-            if result.outcome is Outcome.STORED:
-                message += f" (stored; {observation.exchange} already has a newer minute)"
+            if result.outcome is Outcome.LATE:
+                message += (
+                    f" (stored as late: the round of {format_minute(observation.minute)} "
+                    "has closed and does not change)"
+                )
             elif result.outcome is Outcome.PENDING:
                 message += " (stored; the candle has not closed yet, it counts once it has)"
+            elif observation.is_rate:
+                message += " (USDT/USD rate)"
             if result.first_reporter is not None:
                 # Once per exchange and minute, when the second node arrives: enough to alert
                 # the operator without a log line per report when many nodes share an exchange.
@@ -160,10 +248,8 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
                     observation.minute,
                     (result.first_reporter, observation.node_id),
                 )
-            if result.outcome is Outcome.COUNTED:
+            if result.outcome is Outcome.COUNTED or result.closed_rounds:
                 self._log_aggregate(current, now)
-                for listener in self.aggregate_listeners:
-                    listener(now)
 
         response = oracle_pb2.PriceResponse(
             success=True,
@@ -190,11 +276,12 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             "Stop duplicates with scripts/stop_nodes.sh",
         )
 
-    def _log_aggregate(self, current: Aggregate, now: float) -> None:
-        if current.price is None or current.minute is None:
-            _log.info("aggregate_unavailable", reason=current.reason)
+    def _log_aggregate(self, current: LiveAggregate, now: float) -> None:
+        result = current.result
+        if result is None or result.price is None or result.confidence is None:
+            _log.info("aggregate_unavailable", reason=current.reason, status="UNKNOWN")
             return
-        key = (current.price, current.minute, len(current.inputs))
+        key = _live_key(current)
         if key == self._logged_aggregate:
             return
         self._logged_aggregate = key
@@ -202,12 +289,18 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         # mode is a field (`mode: SIMULATED` as on every simulated node line).
         _log.info(
             "aggregate",
-            price=_price_text(current.price),
-            exchanges=len(current.inputs),
+            price=_price_text(result.price),
+            confidence=_price_text(result.confidence),
+            status=result.status.value,
+            method=result.method,
+            final=current.final,
+            exchanges=len(result.kept),
+            excluded=",".join(f"{item.exchange}:{item.reason}" for item in result.excluded),
+            usdt_at_par=result.usdt_at_par,
             nodes=self._book.active_node_count(now),
-            minute=format_minute(current.minute),
+            minute=format_minute(result.minute),
             simulated=self._config.simulate,
-            mode="SIMULATED" if self._config.simulate else "real",
+            mode=_mode(self._config),
         )
 
     # -- GetAggregatedPrice ----------------------------------------------------------------
@@ -224,6 +317,14 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         active = self._book.active_node_count(now)
         if source:
             return self._exchange_answer(source, active, now)
+        return self.aggregate_answer(now, active)
+
+    def aggregate_answer(
+        self, now: float, active: int | None = None
+    ) -> oracle_pb2.GetPriceResponse:
+        """The live answer at `now` (also what a price subscriber is sent)."""
+        if active is None:
+            active = self._book.active_node_count(now)
         current = self._book.aggregate(now)
         # Readers poll far more often than the aggregate changes: the answer is rebuilt only
         # when the aggregate, the active node count or the second (age_seconds) changes.
@@ -236,22 +337,48 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         return response
 
     def _aggregate_answer(
-        self, current: Aggregate, active: int, now: float
+        self, current: LiveAggregate, active: int, now: float
     ) -> oracle_pb2.GetPriceResponse:
         label = _label(self._config)
-        response = oracle_pb2.GetPriceResponse(active_nodes=active, simulated=self._config.simulate)
-        if current.price is None or current.minute is None:
-            reasons = "; ".join(f"{exchange} {why}" for exchange, why in current.excluded)
-            response.message = f"{label}no aggregate: {current.reason}" + (
-                f" ({reasons})" if reasons else ""
-            )
-            return response
-        self._fill(response, current.price, current.minute, current.inputs, now)
-        names = ", ".join(price.exchange for price in current.inputs)
-        response.message = (
-            f"{label}BTC/USD {_price_text(current.price)} from {len(current.inputs)} "
-            f"exchange(s) ({names}) for {format_minute(current.minute)}"
+        response = oracle_pb2.GetPriceResponse(
+            active_nodes=active,
+            simulated=self._config.simulate,
+            status=STATUS_TO_WIRE[current.status],
+            method=METHOD_TO_WIRE[self._config.method],
         )
+        result = current.result
+        if result is not None:
+            response.method = METHOD_TO_WIRE[result.method]
+            response.final = current.final
+            response.usdt_at_par = result.usdt_at_par
+            response.usdt_converted = result.usdt_converted
+            if result.usdt_converted and result.usdt_rate is not None:
+                response.usdt_usd_rate = float(result.usdt_rate)
+            for item in result.excluded:
+                fill_input(response.excluded.add(), item)
+        if result is None or result.price is None or result.confidence is None:
+            excluded = result.excluded if result is not None else ()
+            when = f" for {format_minute(result.minute)}" if result is not None else ""
+            response.message = f"{label}no aggregate{when}: {current.reason}"
+            if excluded:
+                response.message += " (excluded " + _excluded_codes(excluded) + ")"
+            return response
+        self._fill(response, result.price, result.minute, result.kept, now)
+        response.confidence = float(result.confidence)
+        response.confidence_e8 = to_e8(result.confidence)
+        names = ", ".join(item.exchange for item in result.kept)
+        state = "final" if current.final else "round open"
+        response.message = (
+            f"{label}BTC/USD {_price_text(result.price)} from {len(result.kept)} "
+            f"exchange(s) ({names}) for {format_minute(result.minute)}: "
+            f"{result.status.value} ± {_price_text(result.confidence)}, {result.method}, {state}"
+        )
+        if result.usdt_at_par:
+            response.message += "; USDT taken at par (no USDT/USD rate)"
+        if result.excluded:
+            response.message += "; excluded " + _excluded_codes(result.excluded)
+        if result.status is Status.DEGRADED:
+            response.message += f"; DEGRADED: {result.summary}"
         return response
 
     def _exchange_answer(self, source: str, active: int, now: float) -> oracle_pb2.GetPriceResponse:
@@ -261,8 +388,14 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         price = self._book.exchange_price(source, now)
         if price is None:
             response.message = f"{label}no fresh price from {source}"
+            response.status = oracle_pb2.PRICE_STATUS_UNKNOWN
             return response
-        self._fill(response, price.price, price.minute, (price,), now)
+        # One exchange's own price, in its own quote: no rules applied, so no status beyond
+        # "one source" (DEGRADED) and no confidence.
+        judged = Judged(price, price.price, Decimal(0))
+        self._fill(response, price.price, price.minute, (judged,), now)
+        response.status = oracle_pb2.PRICE_STATUS_DEGRADED
+        response.final = self._book.closed_round(price.minute) is not None
         response.message = (
             f"{label}{source} BTC/{price.quote} {_price_text(price.price)} "
             f"for {format_minute(price.minute)}"
@@ -274,16 +407,18 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         response: oracle_pb2.GetPriceResponse,
         price: Decimal,
         minute: int,
-        inputs: tuple[ExchangePrice, ...],
+        inputs: Sequence[Judged],
         now: float,
     ) -> None:
         response.success = True
         response.aggregated_price = float(price)
+        response.aggregated_price_e8 = to_e8(price)
         response.data_points = len(inputs)
         response.aggregate_minute = minute
         response.age_seconds = max(0, int(now - (minute + MINUTE)))
-        response.last_update = int(max(item.received_at for item in inputs))
-        for item in inputs:
+        response.last_update = int(max(item.price.received_at for item in inputs))
+        for judged in inputs:
+            item = judged.price
             listed = ",".join(item.node_ids[:_MAX_LISTED_NODES])
             if len(item.node_ids) > _MAX_LISTED_NODES:
                 listed += f",+{len(item.node_ids) - _MAX_LISTED_NODES} more"
@@ -295,6 +430,9 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
                 quote=item.quote,
                 node_count=len(item.node_ids),
                 received_at=int(item.received_at),
+                price_e8=to_e8(item.price),
+                usd_price=float(judged.usd_price),
+                deviation=float(judged.deviation),
             )
 
     # -- HealthCheck -----------------------------------------------------------------------
@@ -308,15 +446,18 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         _log.debug("health_probe", caller=request.node_id[:64])
         current = self._book.aggregate(now)
         active = self._book.active_node_count(now)
-        fresh = len(current.inputs) if current.available else 0
-        healthy = current.available and not self.draining
+        fresh = len(current.inputs)
+        healthy = current.status is Status.OK and not self.draining
+        result = current.result
         if self.draining:
             state = "draining: shutting down, in-flight calls finish"
-        elif current.available:
+        elif result is not None and result.price is not None:
             names = ", ".join(price.exchange for price in current.inputs)
-            state = f"{fresh} exchange(s) fresh ({names})"
+            state = f"{current.status.value}: {fresh} exchange(s) fresh ({names})"
+            if result.status is Status.DEGRADED:
+                state += f"; {result.summary}"
         else:
-            state = f"no fresh aggregate: {current.reason}"
+            state = f"UNKNOWN: no fresh aggregate: {current.reason}"
         return oracle_pb2.HealthResponse(
             healthy=healthy,
             timestamp=int(now),
@@ -327,6 +468,7 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
             fresh_exchanges=fresh,
             simulated=self._config.simulate,
             draining=self.draining,
+            status=STATUS_TO_WIRE[current.status],
         )
 
     # -- streaming (aggregator/streaming_service.py) -----------------------------------------

@@ -1,8 +1,9 @@
 """Turning a wire PriceRequest into a trusted Observation, or refusing it with the field named.
 
 Everything a hostile or broken client can send is checked here, before the book is touched:
-non-finite or non-positive prices, timestamps that are not a closed candle's minute or are out of
-the accepted time range, unknown exchanges or quotes, empty, over-long or unprintable ids.
+non-finite or non-positive prices, prices outside the sanity floor and ceiling (a USDT/USD rate
+outside its own bounds), unknown assets, timestamps that are not a closed candle's minute or are
+out of the accepted time range, unknown exchanges or quotes, empty, over-long or unprintable ids.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Final
 
 from aggregator.config import AggregatorConfig
 from common.errors import InvalidObservationError, PreconditionError
@@ -29,6 +31,13 @@ from common.timeutil import MINUTE
 _SYMBOL = re.compile(r"[A-Za-z0-9/_.-]*")
 MAX_SYMBOL_LENGTH = 32
 MAX_SIGNATURE_LENGTH = 1024
+# The assets an observation prices: BTC (the oracle's price) or USDT, the USDT/USD rate that
+# converts USDT-quoted BTC prices (a node sends it with base "USDT", quote "USD").
+BTC: Final = "BTC"
+USDT: Final = "USDT"
+# A USDT/USD close outside this is no rate to convert prices with (the node's RATE_BOUNDS).
+RATE_FLOOR: Final = Decimal("0.5")
+RATE_CEILING: Final = Decimal(2)
 
 
 # Cached: a node sends the same id and symbol every minute. Only strings within the length
@@ -53,13 +62,30 @@ class Observation:
     price: Decimal
     quote: str
     simulated: bool
+    base: str = BTC
+    symbol: str = ""
+    signature: bytes = b""
+    public_key: bytes = b""
+
+    @property
+    def is_rate(self) -> bool:
+        """A USDT/USD rate observation rather than a BTC price."""
+        return self.base == USDT
 
 
 def validate_submission(
     request: oracle_pb2.PriceRequest, config: AggregatorConfig, now: float
 ) -> Observation:
     """The request as an Observation; raises InvalidObservationError or PreconditionError."""
-    price = _validate_price(request.price, config)
+    base = request.base or BTC
+    if base not in (BTC, USDT):
+        raise InvalidObservationError(
+            "base", f"unknown asset {request.base!r}; expected BTC or USDT"
+        )
+    if base == USDT:
+        price = _validate_rate(request.price)
+    else:
+        price = _validate_price(request.price, config)
     node_id = _validate_node_id(request.node_id)
     source = validate_exchange(request.source, field="source")
     quote = request.quote or DEFAULT_QUOTE[source]
@@ -67,6 +93,8 @@ def validate_submission(
         raise InvalidObservationError(
             "quote", f"unknown quote {request.quote!r}; expected {' or '.join(sorted(QUOTES))}"
         )
+    if base == USDT and quote != "USD":
+        raise InvalidObservationError("quote", "a USDT rate observation is quoted in USD")
     if len(request.symbol) > MAX_SYMBOL_LENGTH or not _is_valid_symbol(request.symbol):
         raise InvalidObservationError(
             "symbol", f"at most {MAX_SYMBOL_LENGTH} of letters, digits and / _ . -"
@@ -86,7 +114,18 @@ def validate_submission(
             "simulated: this aggregator runs in simulate mode and refuses real prices; "
             "restart it without --simulate to serve real data"
         )
-    return Observation(source, node_id, minute, price, quote, request.simulated)
+    return Observation(
+        source,
+        node_id,
+        minute,
+        price,
+        quote,
+        request.simulated,
+        base=base,
+        symbol=request.symbol,
+        signature=bytes(request.observation_signature),
+        public_key=bytes(request.public_key),
+    )
 
 
 def _validate_price(price: float, config: AggregatorConfig) -> Decimal:
@@ -96,7 +135,21 @@ def _validate_price(price: float, config: AggregatorConfig) -> Decimal:
         raise InvalidObservationError(
             "price", f"{price!r} is above the sanity ceiling max_price = {config.max_price:g}"
         )
+    if price < config.min_price:
+        # One report of 0.01 (or 5e-324) moved the aggregate by -16.7 % before this floor.
+        raise InvalidObservationError(
+            "price", f"{price!r} is below the sanity floor min_price = {config.min_price:g}"
+        )
     # repr() is the shortest decimal that round-trips: 102375.5, not 102375.49999999999
+    return Decimal(repr(price))
+
+
+def _validate_rate(price: float) -> Decimal:
+    if not math.isfinite(price) or not RATE_FLOOR <= Decimal(repr(price)) <= RATE_CEILING:
+        raise InvalidObservationError(
+            "price",
+            f"a USDT/USD rate must be between {RATE_FLOOR} and {RATE_CEILING}, got {price!r}",
+        )
     return Decimal(repr(price))
 
 

@@ -160,10 +160,10 @@ def test_quorum_is_a_deprecated_name_of_min_sources(tmp_path):
     )
 
 
-def test_todays_book_keeps_one_exchange_unless_min_sources_is_set():
-    assert AggregatorConfig().quorum == 1  # the original's behaviour until rounds land
-    assert AggregatorConfig(min_sources=2).quorum == 2
-    assert load_config(None, {"min_sources": "3"}).quorum == 3
+def test_quorum_is_folded_into_min_sources():
+    assert AggregatorConfig().min_sources == 2
+    assert not hasattr(AggregatorConfig(), "quorum")
+    assert load_config(None, {"quorum": "3"}).min_sources == 3
 
 
 def test_cli_warns_about_deprecated_and_odd_settings(tmp_path, monkeypatch):

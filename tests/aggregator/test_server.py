@@ -52,12 +52,17 @@ async def test_three_exchanges_then_their_mean(running):
 
 async def test_fourth_node_on_existing_exchange_keeps_three_exchanges(running):
     _, stub = running
-    for source, price in (("binance", 100.0), ("coinbase", 200.0), ("kraken", 300.0)):
-        await stub.SubmitPrice(submit_request(source, price))
-    await stub.SubmitPrice(submit_request("kraken", 300.0, node_id="kraken-node-b"))
+    # The second kraken node reports before coinbase completes (and so closes) the round.
+    for source, price, node in (
+        ("binance", 100100.0, None),
+        ("kraken", 100300.0, None),
+        ("kraken", 100300.0, "kraken-node-b"),
+        ("coinbase", 100200.0, None),
+    ):
+        await stub.SubmitPrice(submit_request(source, price, node_id=node))
     answer = await stub.GetAggregatedPrice(pb.GetPriceRequest())
     assert answer.data_points == 3
-    assert answer.aggregated_price == pytest.approx(200.0)
+    assert answer.aggregated_price == pytest.approx(100200.0)
     assert answer.active_nodes == 4
     kraken = next(p for p in answer.recent_prices if p.source == "kraken")
     assert kraken.node_count == 2
@@ -66,39 +71,58 @@ async def test_fourth_node_on_existing_exchange_keeps_three_exchanges(running):
 
 async def test_health_probe_is_not_counted_as_a_node(running):
     _, stub = running
-    await stub.SubmitPrice(submit_request("kraken", 100.0))
+    await stub.SubmitPrice(submit_request("kraken", 100000.0))
+    await stub.SubmitPrice(submit_request("coinbase", 100010.0))
     for _ in range(3):
         health = await stub.HealthCheck(pb.HealthRequest(node_id="test-client"))
-    assert health.active_nodes == 1
+    assert health.active_nodes == 2
     assert health.healthy
+    assert health.status == pb.PRICE_STATUS_OK
     assert health.version == "0.1.0"
-    assert "1 exchange(s) fresh (kraken)" in health.message
+    assert "OK: 2 exchange(s) fresh (coinbase, kraken)" in health.message
+
+
+async def test_one_exchange_is_served_degraded_and_not_healthy(running):
+    _, stub = running
+    await stub.SubmitPrice(submit_request("kraken", 100000.0))
+    health = await stub.HealthCheck(pb.HealthRequest())
+    assert not health.healthy
+    assert health.status == pb.PRICE_STATUS_DEGRADED
+    answer = await stub.GetAggregatedPrice(pb.GetPriceRequest())
+    assert answer.success
+    assert answer.status == pb.PRICE_STATUS_DEGRADED
+    assert answer.aggregated_price == 100000.0
+    assert answer.aggregated_price_e8 == 100000 * 10**8
+    assert not answer.final
+    assert "DEGRADED" in answer.message
 
 
 async def test_health_without_data_is_unhealthy_with_reason(running):
     _, stub = running
     health = await stub.HealthCheck(pb.HealthRequest(node_id="probe"))
     assert not health.healthy
+    assert health.status == pb.PRICE_STATUS_UNKNOWN
     assert "no prices submitted yet" in health.message
 
 
 async def test_no_fresh_data_says_why(running, clock):
     _, stub = running
-    await stub.SubmitPrice(submit_request("kraken", 100.0))
+    await stub.SubmitPrice(submit_request("kraken", 100000.0))
     clock.now = T0 + 60 + 121
     answer = await stub.GetAggregatedPrice(pb.GetPriceRequest())
     assert not answer.success
+    assert answer.status == pb.PRICE_STATUS_UNKNOWN
+    assert answer.aggregated_price == 0
     assert "no fresh prices" in answer.message
-    assert "kraken stale" in answer.message
 
 
 async def test_source_filter_returns_that_exchange(running):
     _, stub = running
-    await stub.SubmitPrice(submit_request("binance", 100.0))
-    await stub.SubmitPrice(submit_request("kraken", 300.0))
+    await stub.SubmitPrice(submit_request("binance", 100000.0))
+    await stub.SubmitPrice(submit_request("kraken", 100300.0))
     answer = await stub.GetAggregatedPrice(pb.GetPriceRequest(source_filter="kraken"))
     assert answer.success
-    assert answer.aggregated_price == 300.0
+    assert answer.aggregated_price == 100300.0
     assert [p.source for p in answer.recent_prices] == ["kraken"]
     missing = await stub.GetAggregatedPrice(pb.GetPriceRequest(source_filter="coinbase"))
     assert not missing.success
@@ -110,12 +134,12 @@ async def test_source_filter_returns_that_exchange(running):
 
 async def test_resubmission_is_idempotent_and_conflict_refused(running):
     _, stub = running
-    await stub.SubmitPrice(submit_request("kraken", 100.0))
-    again = await stub.SubmitPrice(submit_request("kraken", 100.0))
+    await stub.SubmitPrice(submit_request("kraken", 100000.0))
+    again = await stub.SubmitPrice(submit_request("kraken", 100000.0))
     assert again.success
     assert again.duplicate
     with pytest.raises(grpc.aio.AioRpcError) as conflict:
-        await stub.SubmitPrice(submit_request("kraken", 101.0))
+        await stub.SubmitPrice(submit_request("kraken", 100001.0))
     assert conflict.value.code() is grpc.StatusCode.ALREADY_EXISTS
 
 
@@ -125,6 +149,11 @@ BAD_REQUESTS = {
     "price nan": (submit_request(price=math.nan), "price"),
     "price inf": (submit_request(price=math.inf), "price"),
     "price above ceiling": (submit_request(price=1e30), "price"),
+    "price below floor": (submit_request(price=0.01), "price"),
+    "price denormal": (submit_request(price=5e-324), "price"),
+    "rate out of bounds": (submit_request(price=100000.0, base="USDT"), "price"),
+    "rate not in USD": (submit_request(price=1.0, base="USDT", quote="USDT"), "quote"),
+    "base unknown": (submit_request(base="ETH"), "base"),
     "timestamp missing": (submit_request(timestamp=0), "timestamp"),
     "timestamp not minute": (submit_request(timestamp=T0 + 7), "timestamp"),
     "timestamp far future": (submit_request(timestamp=T0 + 240), "timestamp"),
@@ -132,7 +161,7 @@ BAD_REQUESTS = {
     "node_id empty": (submit_request(node_id=""), "node_id"),
     "node_id too long": (submit_request(node_id="n" * 65), "node_id"),
     "node_id control chars": (submit_request(node_id="evil\nlevel=error"), "node_id"),
-    "source empty": (pb.PriceRequest(price=1.0, timestamp=T0, node_id="x"), "source"),
+    "source empty": (pb.PriceRequest(price=100000.0, timestamp=T0, node_id="x"), "source"),
     "source too long": (submit_request(source="b" * 65), "source"),
     "source unknown": (submit_request(source="bitstamp"), "source"),
     "source wrong case": (submit_request(source="Binance"), "source"),
@@ -144,8 +173,8 @@ BAD_REQUESTS = {
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
 async def test_bad_input_is_refused_and_changes_nothing(running, case):
     bound, stub = running
-    await stub.SubmitPrice(submit_request("coinbase", 100.0))
-    await stub.SubmitPrice(submit_request("kraken", 110.0, timestamp=T0 - 60))
+    await stub.SubmitPrice(submit_request("coinbase", 100000.0))
+    await stub.SubmitPrice(submit_request("kraken", 100010.0, timestamp=T0 - 60))
     state_before = bound.servicer.book.snapshot()
     answer_before = (await stub.GetAggregatedPrice(pb.GetPriceRequest())).SerializeToString()
     health_before = await stub.HealthCheck(pb.HealthRequest())
@@ -227,31 +256,32 @@ async def test_taken_port_is_a_clear_error(running):
 
 async def test_answer_follows_every_change_within_the_same_second(running):
     _, stub = running
-    await stub.SubmitPrice(submit_request("binance", 100.0))
+    await stub.SubmitPrice(submit_request("binance", 100000.0))
     first = await stub.GetAggregatedPrice(pb.GetPriceRequest())
-    await stub.SubmitPrice(submit_request("kraken", 300.0))
+    await stub.SubmitPrice(submit_request("kraken", 100100.0))
     second = await stub.GetAggregatedPrice(pb.GetPriceRequest())
-    assert (first.aggregated_price, first.data_points) == (100.0, 1)
-    assert (second.aggregated_price, second.data_points) == (200.0, 2)
+    assert (first.aggregated_price, first.data_points) == (100000.0, 1)
+    assert (second.aggregated_price, second.data_points) == (100050.0, 2)
+    assert second.confidence == 50.0
     assert second.active_nodes == 2
 
 
 async def test_report_dated_in_the_future_neither_takes_over_nor_hides_the_exchange(running, clock):
     _, stub = running
-    for source, price in (("binance", 100.0), ("coinbase", 110.0), ("kraken", 120.0)):
+    for source, price in (("binance", 100000.0), ("coinbase", 100010.0), ("kraken", 100020.0)):
         await stub.SubmitPrice(submit_request(source, price))
     before = await stub.GetAggregatedPrice(pb.GetPriceRequest())
     # T0 + 120 opens 55 s after now: inside the clock-skew allowance, so accepted and stored.
     forged = await stub.SubmitPrice(
-        submit_request("kraken", 1.0, node_id="forger", timestamp=T0 + 120)
+        submit_request("kraken", 1000.0, node_id="forger", timestamp=T0 + 120)
     )
     assert forged.success
     assert "has not closed yet" in forged.message
     after = await stub.GetAggregatedPrice(pb.GetPriceRequest())
-    assert after.aggregated_price == before.aggregated_price == pytest.approx(110.0)
+    assert after.aggregated_price == before.aggregated_price == pytest.approx(100010.0)
     assert after.aggregate_minute == T0
     # The honest kraken node's next closed minute still counts.
     clock.now = T0 + 125
-    await stub.SubmitPrice(submit_request("kraken", 130.0, timestamp=T0 + 60))
+    await stub.SubmitPrice(submit_request("kraken", 100030.0, timestamp=T0 + 60))
     latest = await stub.GetAggregatedPrice(pb.GetPriceRequest(source_filter="kraken"))
-    assert latest.aggregated_price == 130.0
+    assert latest.aggregated_price == 100030.0

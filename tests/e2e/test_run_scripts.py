@@ -171,10 +171,16 @@ def test_simulated_system_from_start_to_stop(system_env: dict[str, str]) -> None
     }
     for point in report["inputs"]:
         assert point["price"] == closes[point["source"]]  # exact decimals, not doubles
-    # Binance is USDT-quoted and still averaged at par with the USD venues.
+    # Binance is USDT-quoted: converted with the USDT/USD rate the Kraken and Coinbase nodes
+    # collect (or, with no rate yet, taken at par and flagged so).
     assert {point["source"]: point["quote"] for point in report["inputs"]}["binance"] == "USDT"
-    expected_mean = (sum(closes.values()) / 3).quantize(Decimal("1e-8"))
-    assert abs(report["aggregate"]["price"] - expected_mean) <= Decimal("1e-8")
+    usdt = report["aggregate"]["usdt"]
+    assert usdt["converted"] != usdt["at_par"]
+    rate = Decimal(str(usdt["rate"])) if usdt["converted"] else Decimal(1)
+    expected_mean = (closes["binance"] * rate + closes["coinbase"] + closes["kraken"]) / 3
+    # The rate travels as a double; the price itself is exact (its e8 field).
+    assert abs(report["aggregate"]["price"] - expected_mean) <= Decimal("1e-6")
+    assert report["aggregate"]["status"] == "OK"
 
     code, parts = _status(env)
     assert code == 0, parts

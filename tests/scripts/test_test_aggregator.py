@@ -425,3 +425,87 @@ def test_runs_with_bindings_generated_from_the_original_contract(tmp_path: Path)
     assert report["simulated"] is False
     assert [point["source"] for point in report["inputs"]] == ["binance", "coinbase", "kraken"]
     assert all(point["quote"] == "" for point in report["inputs"])
+
+
+def _degraded_with_exclusions() -> FakeAggregator:
+    fake = healthy_three_exchanges()
+    fake.health.healthy = False
+    fake.health.status = oracle_pb2.PRICE_STATUS_DEGRADED
+    answer = fake.price
+    answer.status = oracle_pb2.PRICE_STATUS_DEGRADED
+    answer.confidence = 0.0
+    answer.method = oracle_pb2.AGGREGATION_METHOD_MEAN
+    answer.final = True
+    answer.usdt_at_par = True
+    del answer.recent_prices[1:]
+    answer.excluded.add(
+        source="kraken",
+        price=105000.0,
+        quote="USD",
+        minute=answer.aggregate_minute,
+        excluded_reason="deviation",
+        excluded_detail="4.99 % from the median 100010.00 (> 1.00 %)",
+        deviation=0.0499,
+    )
+    answer.excluded.add(
+        source="coinbase",
+        price=100020.0,
+        quote="USD",
+        minute=answer.aggregate_minute - 300,
+        excluded_reason="frozen",
+        excluded_detail="close 100020 unchanged for 5 minutes while binance moved",
+    )
+    return fake
+
+
+def test_prints_status_confidence_method_usdt_and_each_excluded_input(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with serving(_degraded_with_exclusions()) as port:
+        code, out, _ = _run(["--target", f"127.0.0.1:{port}"], capsys)
+    assert code == 1  # DEGRADED is served, but not healthy
+    assert "status: DEGRADED, confidence ± 0.00, mean of the kept inputs, final" in out
+    assert "USDT taken at par with USD: no fresh USDT/USD rate" in out
+    kraken = next(line for line in out.splitlines() if "excluded kraken" in line)
+    assert "105,000.00 USD  deviation: 4.99 % from the median" in kraken
+    assert "excluded coinbase" in out
+    assert "frozen: close 100020 unchanged for 5 minutes" in out
+
+
+def test_json_carries_status_excluded_and_usdt_conversion(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = healthy_three_exchanges()
+    fake.health.status = oracle_pb2.PRICE_STATUS_OK
+    fake.price.status = oracle_pb2.PRICE_STATUS_OK
+    fake.price.confidence = 10.0
+    fake.price.confidence_e8 = 10 * 10**8
+    fake.price.method = oracle_pb2.AGGREGATION_METHOD_MEDIAN
+    fake.price.usdt_converted = True
+    fake.price.usdt_usd_rate = 0.9995
+    with serving(fake) as port:
+        code, out, _ = _run(["--target", f"127.0.0.1:{port}", "--json"], capsys)
+        text_code, text, _ = _run(["--target", f"127.0.0.1:{port}"], capsys)
+    assert code == text_code == 0
+    report = json.loads(out, parse_float=Decimal)
+    aggregate = report["aggregate"]
+    assert report["health"]["status"] == "OK"
+    assert (aggregate["status"], aggregate["method"], aggregate["final"]) == ("OK", "median", False)
+    assert aggregate["confidence"] == Decimal(10)
+    assert aggregate["usdt"] == {"converted": True, "rate": Decimal("0.9995"), "at_par": False}
+    assert aggregate["excluded"] == []
+    assert "USDT converted to USD at 0.9995 (USDT/USD)" in text
+    assert "round open" in text
+    excluded = json.loads(_run_json(_degraded_with_exclusions(), capsys), parse_float=Decimal)[
+        "aggregate"
+    ]["excluded"]
+    assert [(item["source"], item["reason"]) for item in excluded] == [
+        ("kraken", "deviation"),
+        ("coinbase", "frozen"),
+    ]
+
+
+def _run_json(fake: FakeAggregator, capsys: pytest.CaptureFixture[str]) -> str:
+    with serving(fake) as port:
+        _, out, _ = _run(["--target", f"127.0.0.1:{port}", "--json"], capsys)
+    return out
