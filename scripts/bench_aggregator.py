@@ -220,6 +220,8 @@ def aggregator_cli(port: int, log_dir: Path, log_level: str) -> list[str]:
         str(log_dir / "aggregator.log"),
         "--log-level",
         log_level,
+        "--metrics-port",
+        "0",  # any free port: a fixed one could be held by a running system
     ]
 
 

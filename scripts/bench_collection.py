@@ -290,6 +290,9 @@ def start_all(
                 "--simulate",
                 "--log-file",
                 str(log_dir / "aggregator.log"),
+                # Any free port: a fixed one could be held by a running system or another bench.
+                "--metrics-port",
+                "0",
             ],
             log_dir,
         )
@@ -312,6 +315,8 @@ def start_all(
                     f"bench-node-{index}-{exchange}",
                     "--aggregator-url",
                     f"http://{target}",
+                    "--metrics-port",
+                    "0",
                     "--interval",
                     "60",
                     "--simulate",

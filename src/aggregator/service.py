@@ -135,7 +135,8 @@ AggregateListener = Callable[[float], None]
 
 
 class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
-    """Serves SubmitPrice, HealthCheck and GetAggregatedPrice from one Book.
+    """Serves SubmitPrice, HealthCheck and GetAggregatedPrice from one Book; the streaming RPCs
+    (SubscribePrices, StreamPrices) through `self.streaming`, which shares SubmitPrice's core.
 
     Other parts of the aggregator follow its changes through two lists: every round listener
     is awaited for each closed round (the history records it before anyone is told), and every

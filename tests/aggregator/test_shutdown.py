@@ -129,7 +129,13 @@ async def test_sigterm_ends_every_stream_cleanly_and_health_turns_not_serving(tm
             pb.PriceRequest(price=100000.0, timestamp=minute, source="kraken", node_id="k")
         )
         assert (await stream.read()).code == 0
-        assert (await health.read()).status == health_pb2.HealthCheckResponse.SERVING
+        # Two exchanges: status OK (one alone is DEGRADED, not serving).
+        await stream.write(
+            pb.PriceRequest(price=100000.0, timestamp=minute, source="binance", node_id="b")
+        )
+        assert (await stream.read()).code == 0
+        async with asyncio.timeout(10):
+            assert (await health.read()).status == health_pb2.HealthCheckResponse.SERVING
         subscription = stub.SubscribePrices(pb.SubscribeRequest())
         assert (await subscription.read()).price.aggregated_price == 100000.0
 

@@ -33,17 +33,18 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _Subscription = grpc.aio.UnaryStreamCall[pb.SubscribeRequest, pb.PriceUpdate]
 
 
-def config(**streaming: float) -> AggregatorConfig:
+def config(window: int = 100, **streaming: float) -> AggregatorConfig:
     return AggregatorConfig(
         host="127.0.0.1",
         port=0,
+        window=window,
         streaming=StreamingSettings(**streaming),  # type: ignore[arg-type]
         metrics=MetricsSettings(port=0),
     )
 
 
-async def started(clock: FakeClock, **streaming: float) -> BoundServer:
-    bound = build_server(config(**streaming), clock=clock)
+async def started(clock: FakeClock, window: int = 100, **streaming: float) -> BoundServer:
+    bound = build_server(config(window, **streaming), clock=clock)
     await bound.start()
     return bound
 
@@ -102,25 +103,26 @@ async def test_subscribers_get_the_current_state_then_each_change_and_each_round
     assert first.price.success
     assert not (await next_update(kraken)).price.success  # no kraken price yet
 
-    await stub.SubmitPrice(submit_request("kraken", 102_000.0))
+    await stub.SubmitPrice(submit_request("kraken", 100_400.0))
     changed = await next_update(aggregate)
-    assert changed.price.aggregated_price == 101_000.0
+    assert changed.price.aggregated_price == 100_200.0
     assert changed.price.data_points == 2
+    assert changed.price.status == pb.PRICE_STATUS_OK
     assert changed.sequence == first.sequence + 1
-    assert (await next_update(kraken)).price.aggregated_price == 102_000.0
+    assert (await next_update(kraken)).price.aggregated_price == 100_400.0
 
     # A binance report does not change kraken's price: the kraken subscriber hears nothing.
-    await stub.SubmitPrice(submit_request("binance", 104_000.0, node_id="binance-b"))
-    # binance: median(100k, 104k) = 102k; the aggregate: mean(102k, 102k).
-    assert (await next_update(aggregate)).price.aggregated_price == 102_000.0
+    await stub.SubmitPrice(submit_request("binance", 100_200.0, node_id="binance-b"))
+    # binance: median(100,000, 100,200) = 100,100; the aggregate: mean(100,100, 100,400).
+    assert (await next_update(aggregate)).price.aggregated_price == 100_250.0
 
     # A round close (as the rounds work's round clock reports it) goes to the aggregate only.
-    closed = pb.Round(minute=T0, closed=True, price=102_000.0, status=pb.PRICE_STATUS_OK)
+    closed = pb.Round(minute=T0, closed=True, price=100_250.0, status=pb.PRICE_STATUS_OK)
     for listener in bound.servicer.round_listeners:
         await listener(closed)
     assert (await next_update(aggregate)).round == closed
-    await stub.SubmitPrice(submit_request("kraken", 106_000.0, node_id="kraken-b"))
-    assert (await next_update(kraken)).price.aggregated_price == 104_000.0  # median of 102k, 106k
+    await stub.SubmitPrice(submit_request("kraken", 100_600.0, node_id="kraken-b"))
+    assert (await next_update(kraken)).price.aggregated_price == 100_500.0  # the median
     aggregate.cancel()
     kraken.cancel()
 
@@ -152,6 +154,7 @@ async def test_a_subscriber_that_never_reads_delays_no_one_and_is_dropped(
     # Every change fanned out at once, and a short lag limit, so the test takes seconds.
     bound = await started(
         clock,
+        window=1000,  # 600 nodes report one exchange and minute below
         min_update_interval_seconds=0,
         update_interval_per_subscriber_seconds=0,
         max_lag_seconds=0.5,
@@ -232,9 +235,9 @@ async def test_a_refused_stream_message_changes_nothing_and_the_stream_goes_on(
     assert book.snapshot() == before
     future = await exchange(submit_request("coinbase", 101_000.0, minute=T0 + 3600))
     assert book.snapshot() == before
-    second = await exchange(submit_request("kraken", 102_000.0))
-    duplicate = await exchange(submit_request("kraken", 102_000.0))
-    conflict = await exchange(submit_request("kraken", 103_000.0))
+    second = await exchange(submit_request("kraken", 100_400.0))
+    duplicate = await exchange(submit_request("kraken", 100_400.0))
+    conflict = await exchange(submit_request("kraken", 100_500.0))
     await call.done_writing()
     assert await call.read() is grpc.aio.EOF
     assert await call.code() is grpc.StatusCode.OK
@@ -253,9 +256,10 @@ async def test_a_refused_stream_message_changes_nothing_and_the_stream_goes_on(
     assert refused.message.startswith("price")
     assert duplicate.duplicate
     # The aggregate counts the two valid exchanges only.
-    assert second.aggregated_price == 101_000.0
+    assert second.aggregated_price == 100_200.0
     assert second.data_points == 2
-    assert conflict.aggregated_price == 101_000.0
+    assert second.status == pb.PRICE_STATUS_OK
+    assert conflict.aggregated_price == 100_200.0
     assert second.active_nodes == ["binance-node", "kraken-node"]
 
     # The same answers as unary SubmitPrice, counted by transport.
@@ -281,6 +285,9 @@ async def test_health_follows_the_price_status_and_the_drain_and_watch_reports_i
 
         stub = oracle_pb2_grpc.OracleServiceStub(channel)
         await stub.SubmitPrice(submit_request("binance", 100_000.0))
+        # One exchange alone is DEGRADED: still not serving.
+        assert (await health.Check(health_pb2.HealthCheckRequest())).status == NOT_SERVING
+        await stub.SubmitPrice(submit_request("kraken", 100_100.0))
         assert (await watch.read()).status == SERVING
         assert (await health.Check(health_pb2.HealthCheckRequest())).status == SERVING
 
@@ -290,7 +297,9 @@ async def test_health_follows_the_price_status_and_the_drain_and_watch_reports_i
             assert (await watch.read()).status == NOT_SERVING
         # A fresh minute brings it back.
         await stub.SubmitPrice(submit_request("binance", 100_100.0, minute=T0 + 60))
-        assert (await watch.read()).status == SERVING
+        await stub.SubmitPrice(submit_request("kraken", 100_200.0, minute=T0 + 60))
+        async with asyncio.timeout(5):
+            assert (await watch.read()).status == SERVING
 
         bound.servicer.streaming.begin_drain()
         assert (await watch.read()).status == NOT_SERVING
@@ -364,7 +373,8 @@ async def test_the_metrics_endpoint_moves_with_submissions(
     assert value(after, submissions, outcome="duplicate", **binance) == 1
     assert value(after, "oracle_aggregator_refusals_total", reason="price") == 1
     assert value(after, "oracle_aggregator_price_usd", simulated="false") == 100_000.0
-    assert value(after, "oracle_aggregator_status", status="ok") == 1
+    # One exchange alone: a price, DEGRADED (min_sources = 2).
+    assert value(after, "oracle_aggregator_status", status="degraded") == 1
     assert value(after, "oracle_aggregator_active_nodes") == 1
     rpcs = "oracle_aggregator_rpc_duration_seconds_count"
     assert value(after, rpcs, method="SubmitPrice", code="INVALID_ARGUMENT") == 1
