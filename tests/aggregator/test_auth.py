@@ -117,6 +117,13 @@ async def test_signed_observations_of_allowlisted_nodes_make_the_aggregate(
     assert price.aggregated_price == pytest.approx(100000.12345678)
     assert price.data_points == 3
     assert running.refusals == {}
+    nodes = await running.stub.ListNodes(pb.ListNodesRequest())
+    assert {node.node_id: node.signature_status for node in nodes.nodes} == dict.fromkeys(
+        HONEST, pb.SIGNATURE_STATUS_VERIFIED
+    )
+    assert {node.node_id: node.public_key for node in nodes.nodes} == {
+        node_id: key.public_key for node_id, key in KEYS.items()
+    }
 
 
 async def test_forged_signature_is_unauthenticated(running: Running) -> None:
@@ -197,8 +204,9 @@ async def test_replayed_observation_is_idempotent(running: Running) -> None:
 
 
 async def test_equivocation_is_refused_and_kept_as_evidence(running: Running) -> None:
-    store = InMemoryHistoryStore(simulate=False, clock=running.clock)
-    running.bound.servicer.admission.store = store
+    # The aggregator's own history (in memory in process tests; SQLite in a service).
+    store = running.bound.servicer.history.store
+    assert isinstance(store, InMemoryHistoryStore)
     first = honest("oracle-node-1")
     assert (await running.stub.SubmitPrice(first)).success
     second = honest("oracle-node-1", price_e8=PRICE_E8 + 100_000_000)

@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from aggregator.book import Outcome, SubmitResult
-from aggregator.config import AggregatorConfig, DatabaseConfig
+from aggregator.config import AggregatorConfig, AuthConfig, DatabaseConfig
 from aggregator.history import HistoryRecorder, open_history, refusal_reason
 from aggregator.server import BoundServer, build_server
 from aggregator.store import (
@@ -40,7 +40,12 @@ EXCHANGES = ("binance", "coinbase", "kraken")
 
 
 def config(**database: object) -> AggregatorConfig:
-    return AggregatorConfig(host="127.0.0.1", port=0, database=DatabaseConfig(**database))
+    return AggregatorConfig(
+        host="127.0.0.1",
+        port=0,
+        database=DatabaseConfig(**database),
+        auth=AuthConfig(allow_unsigned=True),
+    )
 
 
 def submission(
@@ -263,11 +268,7 @@ async def test_list_nodes_most_recent_first_with_counts_and_activity(
     await running.stub.SubmitPrice(submission("kraken", node_id="old-node"))
     clock.now += 200  # beyond the 120 s node timeout
     for source in EXCHANGES:
-        await running.stub.SubmitPrice(
-            submission(source, timestamp=T0 + 180, observation_signature=b"s" * 64)
-            if source == "coinbase"
-            else submission(source, timestamp=T0 + 180)
-        )
+        await running.stub.SubmitPrice(submission(source, timestamp=T0 + 180))
     answer = await running.stub.ListNodes(pb.ListNodesRequest())
     assert answer.total == 4
     assert answer.node_timeout_seconds == 120
@@ -284,8 +285,7 @@ async def test_list_nodes_most_recent_first_with_counts_and_activity(
     assert by_id["kraken-node"].last_minute == T0 + 180
     assert by_id["kraken-node"].last_seen_ms == int(clock.now * 1000)
     assert by_id["kraken-node"].signature_status == pb.SIGNATURE_STATUS_UNSIGNED
-    # A signature the aggregator has not verified yet (issue 11) is not called verified.
-    assert by_id["coinbase-node"].signature_status == pb.SIGNATURE_STATUS_UNSPECIFIED
+    # Verified signatures: tests/aggregator/test_auth.py.
     two = await running.stub.ListNodes(pb.ListNodesRequest(limit=2))
     assert [n.node_id for n in two.nodes] == ["kraken-node", "coinbase-node"]
     assert two.total == 4

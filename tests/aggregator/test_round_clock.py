@@ -7,7 +7,7 @@ import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from aggregator.config import AggregatorConfig
+from aggregator.config import AggregatorConfig, AuthConfig
 from aggregator.server import build_server
 from common.proto import oracle_pb2 as pb
 from common.proto import oracle_pb2_grpc
@@ -18,7 +18,10 @@ from .conftest import T0
 
 @pytest.fixture
 async def running(clock):
-    bound = build_server(AggregatorConfig(host="127.0.0.1", port=0), clock=clock)
+    bound = build_server(
+        AggregatorConfig(host="127.0.0.1", port=0, auth=AuthConfig(allow_unsigned=True)),
+        clock=clock,
+    )
     await bound.server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}")
     yield bound, oracle_pb2_grpc.OracleServiceStub(channel)
@@ -133,7 +136,12 @@ async def test_the_round_clock_closes_exactly_at_the_deadline():
     minute = minute_floor(now) - 60
     # A deadline about a second from now, whatever the second of the minute.
     deadline_seconds = max(1.0, now - (minute + 60) + 1.0)
-    config = AggregatorConfig(host="127.0.0.1", port=0, round_deadline=deadline_seconds)
+    config = AggregatorConfig(
+        host="127.0.0.1",
+        port=0,
+        round_deadline=deadline_seconds,
+        auth=AuthConfig(allow_unsigned=True),
+    )
     bound = build_server(config)
     closed_at: list[float] = []
 

@@ -5,7 +5,7 @@ import math
 import grpc
 import pytest
 
-from aggregator.config import AggregatorConfig, AuthConfig
+from aggregator.config import AggregatorConfig, AuthConfig, LimitsConfig
 from aggregator.server import build_server
 from common.proto import oracle_pb2 as pb
 from common.proto import oracle_pb2_grpc
@@ -14,11 +14,15 @@ from .conftest import T0, FakeClock
 
 # These tests are about validation and answers, not authentication (tests/aggregator/test_auth.py).
 UNSIGNED = AuthConfig(allow_unsigned=True)
+# The fake clock stands still, so no rate bucket refills: floods below need the limits lifted.
+OPEN_LIMITS = LimitsConfig(rate=1e6, burst=1e6, global_rate=1e7, global_burst=1e7)
 
 
 @pytest.fixture
 async def running(clock):
-    bound = build_server(AggregatorConfig(host="127.0.0.1", port=0, auth=UNSIGNED), clock=clock)
+    bound = build_server(
+        AggregatorConfig(host="127.0.0.1", port=0, auth=UNSIGNED, limits=OPEN_LIMITS), clock=clock
+    )
     await bound.server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}")
     yield bound, oracle_pb2_grpc.OracleServiceStub(channel)

@@ -60,6 +60,7 @@ async def test_sigterm_during_load_drains_and_exits_zero(tmp_path):
         str(tmp_path / "aggregator.log"),
         "--metrics-port",
         "0",
+        "--allow-unsigned",  # the submissions below are unsigned
         cwd=tmp_path,
     )
     minute = minute_floor(time.time()) - 60
@@ -116,6 +117,7 @@ async def test_sigterm_ends_every_stream_cleanly_and_health_turns_not_serving(tm
         str(tmp_path / "aggregator.log"),
         "--metrics-port",
         "0",
+        "--allow-unsigned",  # the submissions below are unsigned
         cwd=tmp_path,
     )
     minute = minute_floor(time.time()) - 60

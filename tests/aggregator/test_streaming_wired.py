@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from aggregator.config import AggregatorConfig
+from aggregator.config import AggregatorConfig, AuthConfig, LimitsConfig
 from aggregator.health import ORACLE_SERVICE
 from aggregator.server import BoundServer, build_server
 from aggregator.stream_submissions import status_number
@@ -40,6 +40,9 @@ def config(window: int = 100, **streaming: float) -> AggregatorConfig:
         window=window,
         streaming=StreamingSettings(**streaming),  # type: ignore[arg-type]
         metrics=MetricsSettings(port=0),
+        auth=AuthConfig(allow_unsigned=True),  # the submissions below are unsigned
+        # The fake clock stands still, so no rate bucket refills: the floods need no limit.
+        limits=LimitsConfig(rate=1e6, burst=1e6, global_rate=1e7, global_burst=1e7),
     )
 
 

@@ -18,7 +18,7 @@ import grpc
 import httpx
 import pytest
 
-from aggregator.config import AggregatorConfig
+from aggregator.config import AggregatorConfig, AuthConfig
 from aggregator.server import build_server
 from common.proto import oracle_pb2, oracle_pb2_grpc
 from oracle_node.config import Overrides, load_config
@@ -39,7 +39,12 @@ MINUTES = 9
 async def system() -> AsyncIterator[tuple[FakeClock, Simulator, list[OracleNode], object]]:
     clock = FakeClock(T0 + 30)
     exchange = Simulator(clock)
-    bound = build_server(AggregatorConfig(host="127.0.0.1", port=0, simulate=True), clock=clock)
+    bound = build_server(
+        AggregatorConfig(
+            host="127.0.0.1", port=0, simulate=True, auth=AuthConfig(allow_unsigned=True)
+        ),
+        clock=clock,
+    )
     await bound.server.start()
     async with AsyncExitStack() as stack:
         nodes = []

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from aggregator.config import AggregatorConfig
+from aggregator.config import AggregatorConfig, AuthConfig
 from aggregator.server import BoundServer, build_server
 from common.metrics import MetricsSettings
 from common.proto import oracle_pb2
@@ -40,7 +40,12 @@ async def no_sleep(_seconds: float) -> None:
 
 @pytest.fixture
 async def aggregator() -> AsyncIterator[BoundServer]:
-    config = AggregatorConfig(host="127.0.0.1", port=0, metrics=MetricsSettings(enabled=False))
+    config = AggregatorConfig(
+        host="127.0.0.1",
+        port=0,
+        metrics=MetricsSettings(enabled=False),
+        auth=AuthConfig(allow_unsigned=True),
+    )
     bound = build_server(config, clock=lambda: T0 + 65.0)
     await bound.start()
     yield bound
