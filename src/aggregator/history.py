@@ -269,8 +269,8 @@ class HistoryRecorder:
     ) -> None:
         """The book took it: the node's row changes (a resubmission changes nothing).
 
-        `verified`: the admission check (issue 11) verified the observation's signature; the
-        auth work passes it, until then a signature shows as unknown, never as verified.
+        `verified`: the admission check verified the observation's signature (ListNodes then
+        says VERIFIED); a signature nobody checked is never called verified.
         """
         if result.outcome is Outcome.DUPLICATE:
             return

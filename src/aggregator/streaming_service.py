@@ -23,8 +23,8 @@ else. What it does, and why here:
   `finish` waits for them (bounded by what is left of the grace) and ends the health watchers,
   before the server stops.
 
-Until the rounds work sets `GetPriceResponse.status`, the status is "OK while an aggregate is
-available, UNKNOWN otherwise"; once it sets it, that status is used as it is.
+The status is the answer's own (`GetPriceResponse.status`, the rounds' rule); an answer without
+one (an exchange's price under `source_filter`) is OK while it has a price, else UNKNOWN.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ TICK_SECONDS: Final = 1.0
 
 
 def price_status(answer: oracle_pb2.GetPriceResponse) -> oracle_pb2.PriceStatus:
-    """The answer's status; before the rounds work fills it: OK exactly while there is a price."""
+    """The answer's status; for an answer without one: OK exactly while there is a price."""
     if answer.status != oracle_pb2.PRICE_STATUS_UNSPECIFIED:
         return answer.status
     return oracle_pb2.PRICE_STATUS_OK if answer.success else oracle_pb2.PRICE_STATUS_UNKNOWN
