@@ -186,7 +186,8 @@ def test_cli_warns_about_deprecated_and_odd_settings(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "serve", fake_serve)
     monkeypatch.setattr(cli, "start_logging", lambda *args, **kwargs: None)
     result = CliRunner().invoke(
-        cli.main, ["--config", os.devnull, "--quorum", "2", "--node-timeout", "30"]
+        cli.main,
+        ["--config", os.devnull, "--port", "0", "--quorum", "2", "--node-timeout", "30"],
     )
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == [
@@ -208,7 +209,10 @@ def test_cli_options_for_the_new_keys(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "start_logging", lambda *args, **kwargs: None)
     result = CliRunner().invoke(
         cli.main,
-        ["--config", os.devnull, "--min-sources", "3", "--method", "median", "--no-history"],
+        [
+            *("--config", os.devnull, "--port", "0"),  # 50051 may be held by a running system
+            *("--min-sources", "3", "--method", "median", "--no-history"),
+        ],
         env={"ORACLE_AGGREGATOR_DB_PATH": str(tmp_path / "h.db")},
     )
     assert result.exit_code == 0, result.output

@@ -41,6 +41,7 @@ async def test_sighup_reloads_a_valid_allowlist_and_keeps_the_old_one_when_bad(
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "aggregator", "--host", "127.0.0.1", "--port", str(port)),
         *("--allowlist", str(allowlist), "--log-file", str(log), "--config", "/dev/null"),
+        *("--metrics-port", "0"),  # never the default 9150 a running system may hold
         cwd=tmp_path,
     )
     minute = minute_floor(time.time()) - 60
