@@ -47,15 +47,18 @@ def node_table(config_dir: Path) -> list[tuple[int, str, str, Path]]:
     rows.sort()
     if not rows:
         raise ValueError(f"{config_dir}: no oracle-node-<N>.toml, so no node to run")
-    for what, column in (("exchange", 1), ("node id", 2)):
+    for what, named in (
+        ("exchange", [(n, exchange) for n, exchange, _, _ in rows]),
+        ("node id", [(n, node_id) for n, _, node_id, _ in rows]),
+    ):
         seen: dict[str, int] = {}
-        for row in rows:
-            if row[column] in seen:
+        for n, value in named:
+            if value in seen:
                 raise ValueError(
-                    f"config/oracle-node-{seen[row[column]]}.toml and oracle-node-{row[0]}.toml "
-                    f"both name {what} {row[column]!r}: one node per {what}"
+                    f"config/oracle-node-{seen[value]}.toml and oracle-node-{n}.toml "
+                    f"both name {what} {value!r}: one node per {what}"
                 )
-            seen[str(row[column])] = row[0]
+            seen[value] = n
     return rows
 
 

@@ -373,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK if answer.ok else EXIT_DOWN
     if args.run_dir is None or not args.part:
         parser.error("--run-dir and at least one --part are needed (or --probe)")
-    parts = [part_status(*spec, args.run_dir) for spec in args.part]
+    # argparse's nargs=4 guarantees four strings per --part; unpack them by name.
+    parts = [
+        part_status(name, kind, endpoint, log, args.run_dir)
+        for name, kind, endpoint, log in args.part
+    ]
     code = exit_code(parts)
     if args.json:
         print(json.dumps({"parts": [asdict(part) for part in parts], "exit": code}, indent=1))

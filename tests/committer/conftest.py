@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,7 @@ def keys() -> Keys:
 
 
 @pytest.fixture
-def committer_factory(tmp_path: Path) -> Callable[..., Committer]:
+def committer_factory(tmp_path: Path) -> Iterator[Callable[..., Committer]]:
     opened: list[Committer] = []
 
     def factory(config: CommitterConfig | None = None, **tables: dict[str, object]) -> Committer:

@@ -10,6 +10,7 @@ to that subscriber. GetRound: NOT_FOUND when unknown. Test hooks: `close_round`,
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -77,7 +78,9 @@ class FakeAggregator(oracle_pb2_grpc.OracleServiceServicer):
             rounds=[self.rounds[m] for m in page], next_page_token=token
         )
 
-    async def SubscribePrices(self, request: oracle_pb2.SubscribeRequest, context: Any):
+    async def SubscribePrices(
+        self, request: oracle_pb2.SubscribeRequest, context: Any
+    ) -> AsyncIterator[oracle_pb2.PriceUpdate]:
         queue: asyncio.Queue[oracle_pb2.Round | None] = asyncio.Queue()
         self.subscribers.append(queue)
         sequence = 1
@@ -100,7 +103,9 @@ class FakeAggregator(oracle_pb2_grpc.OracleServiceServicer):
 
 
 async def start_fake_aggregator() -> tuple[grpc.aio.Server, int, FakeAggregator]:
-    servicer = FakeAggregator()
+    # The generated .pyi marks every OracleService method abstract; the runtime base class answers
+    # UNIMPLEMENTED for the ones this fake leaves out.
+    servicer = FakeAggregator()  # type: ignore[abstract]
     server = grpc.aio.server()
     oracle_pb2_grpc.add_OracleServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

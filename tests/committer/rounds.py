@@ -53,7 +53,7 @@ def make_round(
     prices_e8: Sequence[int] = (10_000_012_345_678, 10_000_112_345_678, 10_000_212_345_678),
     *,
     simulated: bool = False,
-    status: int = oracle_pb2.PRICE_STATUS_OK,
+    status: oracle_pb2.PriceStatus = oracle_pb2.PRICE_STATUS_OK,
 ) -> oracle_pb2.Round:
     """A closed round with one signed input per venue (the mean of `prices_e8`)."""
     inputs = []
