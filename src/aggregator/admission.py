@@ -214,7 +214,6 @@ class Admission:
             self._admit_unsigned(observation)
             self.limiter.check(observation.node_id, now)
             return Admitted(None)
-        payload = build_payload(request, observation)
         allowlist = self.allowlist.current if self.allowlist is not None else None
         if allowlist is None:
             if not self.allow_unsigned:
@@ -227,6 +226,7 @@ class Admission:
             # against, so a signed observation is taken as an unsigned one.
             self.limiter.check(observation.node_id, now)
             return Admitted(None)
+        payload = build_payload(request, observation)
         public_key, signature = _key_and_signature(request)
         check_signed_observation(allowlist, payload, public_key, signature)
         self.limiter.check(observation.node_id, now)
