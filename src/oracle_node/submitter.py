@@ -308,16 +308,7 @@ class Submitter:
             if error.code() in _RETRYABLE:
                 self._report_unreachable(error)
                 return _Outcome.UNREACHABLE, "unreachable"
-            self._log.error(
-                "submission_rejected",
-                exchange=candle.exchange,
-                base=candle.base,
-                minute=format_minute(candle.minute),
-                price=str(candle.close),
-                code=error.code().name,
-                detail=error.details(),
-            )
-            return _Outcome.REJECTED, "rejected"
+            return self._rejected(candle, error.code(), error.details())
         return self._labelled(self._record_reply(observation, reply), reply.duplicate)
 
     @staticmethod
@@ -365,6 +356,12 @@ class Submitter:
             # The message was refused for now (e.g. a limit): kept buffered, as for SubmitPrice.
             self._log.warning("stream_message_deferred", code=code.name, detail=update.message)
             return _Outcome.UNREACHABLE, "unreachable"
+        return self._rejected(candle, code, update.message, transport="stream")
+
+    def _rejected(
+        self, candle: Candle, code: grpc.StatusCode, detail: str | None, **extra: str
+    ) -> tuple[_Outcome, str]:
+        """An answer retrying cannot change: the observation is dropped, loudly."""
         self._log.error(
             "submission_rejected",
             exchange=candle.exchange,
@@ -372,8 +369,8 @@ class Submitter:
             minute=format_minute(candle.minute),
             price=str(candle.close),
             code=code.name,
-            detail=update.message,
-            transport="stream",
+            detail=detail,
+            **extra,
         )
         return _Outcome.REJECTED, "rejected"
 
